@@ -1,0 +1,1 @@
+"""The limelet edge agent: serves the Keylime agent API from a TPM."""

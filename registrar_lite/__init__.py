@@ -1,0 +1,1 @@
+"""The limelet registrar: enrols agent TPM identities (Keylime registrar API)."""

@@ -1,0 +1,1 @@
+"""The limelet tenant: the operator's command line for Keylime-compatible services."""

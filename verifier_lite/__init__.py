@@ -1,0 +1,1 @@
+"""The limelet verifier: continuously attests agents (Keylime verifier API)."""

@@ -1,0 +1,22 @@
+"""Command line of ``limelet-verifier``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from attest_protocol.cli import base_parser, parse_only
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return parse_only(
+        base_parser(
+            "limelet-verifier",
+            "the limelet verifier: continuously attests agents (Keylime verifier API)",
+        ),
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
