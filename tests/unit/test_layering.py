@@ -1,0 +1,45 @@
+"""The import arrows run one way: components -> attest_protocol, never between components.
+
+DESIGN.md: edge_agent, verifier_lite, registrar_lite and tenant_lite each import
+attest_protocol; attest_protocol imports none of them (nor trio, quart, httpx); the three
+services never import each other.  The agent never imports Quart or Hypercorn-on-Quart.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENTS = ("edge_agent", "verifier_lite", "registrar_lite", "tenant_lite")
+# What each top-level package must not import (first dotted component of the module name).
+FORBIDDEN: dict[str, frozenset[str]] = {
+    "attest_protocol": frozenset(COMPONENTS) | {"trio", "quart", "quart_trio", "httpx", "hypercorn"},
+    "edge_agent": frozenset(COMPONENTS) - {"edge_agent"} | {"quart", "quart_trio"},
+    "verifier_lite": frozenset(COMPONENTS) - {"verifier_lite"},
+    "registrar_lite": frozenset(COMPONENTS) - {"registrar_lite"},
+    "tenant_lite": frozenset(COMPONENTS) - {"tenant_lite"},
+}
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_only_downward(package: str) -> None:
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no sources found for {package}"
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(_imported_roots(f) & FORBIDDEN[package]) for f in files
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
