@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from attest_protocol.errors import ApiVersionError, ParseError
 
-_VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$")
+_VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
 # A route prefix: "/v2.1/agents/..." -> "2.1".  Anchored so "/v2.1x" is not a version.
 _PREFIX_RE = re.compile(r"^/v([0-9]+\.[0-9]+)(?=/|$)")
 
@@ -28,7 +28,7 @@ class ApiVersion:
     def parse(cls, text: str) -> ApiVersion:
         """Parse ``"2.1"`` (a leading ``v`` is accepted, as Keylime's tenant sends both)."""
         body = text[1:] if text.startswith("v") else text
-        match = _VERSION_RE.match(body)
+        match = _VERSION_RE.fullmatch(body)
         if match is None:
             raise ParseError("api version", 0, f"not of the form MAJOR.MINOR: {text[:32]!r}")
         return cls(int(match.group(1)), int(match.group(2)))

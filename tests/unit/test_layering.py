@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ("edge_agent", "verifier_lite", "registrar_lite", "tenant_lite")
 # What each top-level package must not import (first dotted component of the module name).
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "attest_protocol": frozenset(COMPONENTS) | {"trio", "quart", "quart_trio", "httpx", "hypercorn"},
+    "attest_protocol": frozenset(COMPONENTS)
+    | {"trio", "quart", "quart_trio", "httpx", "hypercorn"},
     "edge_agent": frozenset(COMPONENTS) - {"edge_agent"} | {"quart", "quart_trio"},
     "verifier_lite": frozenset(COMPONENTS) - {"verifier_lite"},
     "registrar_lite": frozenset(COMPONENTS) - {"registrar_lite"},
