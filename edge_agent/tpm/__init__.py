@@ -1,0 +1,42 @@
+"""The agent's TPM: a ``Tpm`` Protocol and its tpm2-pytss backend.
+
+``protocol``       the Protocol and the frozen values it returns (EkInfo, AkInfo)
+``config``         TpmConfig: TCTI, EK handle, algorithms, data dir (rust-keylime's options)
+``errors``         the exception tree (TpmError and below)
+``templates``      EK (TCG EK Credential Profile) and AK templates, EK certificate NV indexes
+``ak_store``       the AK persisted between runs (atomic JSON file, mode 0600)
+``esys_ops``       blocking ESAPI commands, bytes in and out
+``pytss_sync``     EsysTpm: the operations over one ESAPI context (blocking)
+``pytss_backend``  PytssTpm: the async backend (worker thread, one-slot limiter)
+
+Backends are imported where the daemon chooses one, so importing this package does not load
+tpm2-pytss.
+"""
+
+from __future__ import annotations
+
+from edge_agent.tpm.config import TpmConfig
+from edge_agent.tpm.errors import (
+    AkMismatch,
+    EkCertificateMissing,
+    PcrsKeptChanging,
+    TctiError,
+    TpmCommandError,
+    TpmConfigError,
+    TpmError,
+)
+from edge_agent.tpm.protocol import AkInfo, EkInfo, Tpm
+
+__all__ = [
+    "AkInfo",
+    "AkMismatch",
+    "EkCertificateMissing",
+    "EkInfo",
+    "PcrsKeptChanging",
+    "TctiError",
+    "Tpm",
+    "TpmCommandError",
+    "TpmConfig",
+    "TpmConfigError",
+    "TpmError",
+]

@@ -1,0 +1,88 @@
+"""The TPM as the agent sees it: a Protocol and the frozen values it returns.
+
+The daemon picks an implementation at start-up (the tpm2-pytss backend for a real TPM or a
+swtpm; a fake for unit tests) and passes it down; nothing imports a backend module globally.
+Every method is async; an implementation must never run two TPM commands of different callers
+interleaved (the pytss backend serialises them behind a one-slot CapacityLimiter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from attest_protocol.quote import KeylimeQuote
+
+__all__ = ["AkInfo", "EkInfo", "Tpm"]
+
+
+@dataclass(frozen=True)
+class EkInfo:
+    """The endorsement key.
+
+    ``public`` is the marshalled TPM2B_PUBLIC; ``handle`` the TPM handle it is loaded at
+    (a persistent 0x81xxxxxx when configured with ``ek_handle``, else a transient 0x80xxxxxx);
+    ``encryption_alg`` is Keylime's name for its type ("rsa" or "ecc").
+    """
+
+    public: bytes
+    handle: int
+    encryption_alg: str
+
+
+@dataclass(frozen=True)
+class AkInfo:
+    """The attestation key.
+
+    ``public`` is the marshalled TPM2B_PUBLIC, ``name`` its TPM Name (nameAlg || digest),
+    ``hash_alg``/``signing_alg`` Keylime's names for its scheme, ``created`` whether this run
+    made it (False when it was reloaded from the data dir).
+    """
+
+    public: bytes
+    name: bytes
+    hash_alg: str
+    signing_alg: str
+    created: bool
+
+
+class Tpm(Protocol):
+    """What the agent asks of a TPM."""
+
+    async def ek(self) -> EkInfo:
+        """The EK: created from the TCG default template, or read from ``ek_handle``."""
+        ...
+
+    async def ek_certificate(self) -> bytes:
+        """The DER EK certificate from NV; raises EkCertificateMissing if there is none."""
+        ...
+
+    async def ak(self) -> AkInfo:
+        """The AK under the EK: reloaded from the data dir when it still fits, else created."""
+        ...
+
+    async def read_pcrs(self, hash_alg: str, pcrs: Iterable[int]) -> dict[int, bytes]:
+        """The current values of ``pcrs`` in bank ``hash_alg`` (Keylime name, e.g. "sha256")."""
+        ...
+
+    async def bind_data_pcr(self, nk_public_pem: bytes) -> None:
+        """Reset PCR 16 and extend it with H(nk_public_pem) in the configured bank."""
+        ...
+
+    async def quote(self, nonce: bytes, mask: int, hash_alg: Optional[str] = None) -> KeylimeQuote:
+        """TPM2_Quote with the AK over the PCRs in ``mask``, with the values that were quoted.
+
+        ``mask`` is Keylime's (bit n = PCR n, n < 24); ``nonce`` at most 64 bytes (else
+        ValueError).  ``hash_alg`` picks the PCR bank, by default the configured
+        ``tpm_hash_alg``; Keylime verifiers require it to equal the AK's scheme hash.
+        """
+        ...
+
+    async def activate_credential(self, blob: bytes) -> bytes:
+        """TPM2_ActivateCredential of Keylime's 0xBADCC0DE blob with the AK and the EK."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush transient objects and close the TPM connection."""
+        ...
