@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from attest_protocol.errors import CredentialError, ParseError
+from attest_protocol.errors import AlgorithmError, CredentialError, ParseError
 from attest_protocol.kdf import kdfa
 from attest_protocol.seed_sharing import share_seed
 from attest_protocol.tpm2.constants import (
     MAX_DIGEST_BYTES,
-    AlgorithmError,
     TpmAlg,
     TpmaObject,
     hash_for_alg,

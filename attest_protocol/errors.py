@@ -6,6 +6,8 @@
     ├── ParseError                      bad bytes or text: names the structure and the offset
     ├── ApiVersionError                 a /vX.Y prefix we do not serve
     ├── CredentialError                 MakeCredential input that cannot be used (EK type, name)
+    ├── AlgorithmError                  unknown algorithm id or Keylime name (also a ValueError)
+    ├── AttestationKeyError             a public area that may not serve as an AK (CVE-2021-3406)
     └── QuoteVerificationError          evidence that parsed but does not hold
         ├── QuoteSignatureError         signature does not verify under the AK
         ├── QuoteNonceError             extraData is not the nonce we sent
@@ -53,6 +55,18 @@ class ApiVersionError(AttestProtocolError):
 
 class CredentialError(AttestProtocolError):
     """MakeCredential cannot be performed for the given EK or object name."""
+
+
+class AlgorithmError(AttestProtocolError, ValueError):
+    """An algorithm identifier or name that is unknown or not usable where it was given."""
+
+
+class AttestationKeyError(AttestProtocolError):
+    """A public area that cannot serve as an attestation key; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not a usable attestation key: {reason}")
+        self.reason = reason
 
 
 class QuoteVerificationError(AttestProtocolError):

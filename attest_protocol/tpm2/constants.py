@@ -12,11 +12,7 @@ import enum
 
 from cryptography.hazmat.primitives import hashes
 
-from attest_protocol.errors import AttestProtocolError
-
-
-class AlgorithmError(AttestProtocolError, ValueError):
-    """An algorithm identifier or name that is unknown or not usable where it was given."""
+from attest_protocol.errors import AlgorithmError
 
 
 class TpmAlg(enum.IntEnum):

@@ -19,7 +19,7 @@ from typing import Union
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from attest_protocol.errors import AttestProtocolError, ParseError
+from attest_protocol.errors import AttestationKeyError, ParseError
 from attest_protocol.tpm2.constants import (
     HASH_ALGS,
     MAX_DIGEST_BYTES,
@@ -85,14 +85,6 @@ AK_REQUIRED_ATTRIBUTES = (
     | TpmaObject.RESTRICTED
     | TpmaObject.SIGN_ENCRYPT
 )
-
-
-class AttestationKeyError(AttestProtocolError):
-    """A public area that cannot serve as an attestation key; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"not a usable attestation key: {reason}")
-        self.reason = reason
 
 
 @dataclass(frozen=True)

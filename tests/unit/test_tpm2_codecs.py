@@ -16,12 +16,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from attest_protocol.errors import ParseError
+from attest_protocol.errors import AlgorithmError, ParseError
 from attest_protocol.tpm2.attest import ClockInfo, TpmsAttest, parse_tpms_attest
 from attest_protocol.tpm2.constants import (
     TPM_GENERATED_VALUE,
     TPM_ST_ATTEST_QUOTE,
-    AlgorithmError,
     EccCurve,
     TpmAlg,
     alg_for_encrypt_name,
