@@ -1,0 +1,166 @@
+"""The registrar's configuration: a TOML file, then ``LIMELET_REGISTRAR_*`` overrides.
+
+Option names are those of Keylime's ``[registrar]`` section (keylime/config templates 2.6,
+``registrar.conf``) so an operator can carry settings over: ``ip``, ``port``, ``tls_port``,
+``database_url``, ``tls_dir``, ``server_key``, ``server_cert``, ``trusted_client_ca``,
+``tpm_cert_store``, ``data_dir``; plus limelet's timeouts and body limit.  The file may hold
+them at top level or under ``[registrar]``.  An unknown key is an error that names it.
+
+Relative certificate paths are resolved against ``tls_dir`` (itself against ``data_dir``), as
+Keylime resolves them against its ``tls_dir``.  ``database_url = "sqlite"`` means
+``<data_dir>/reg_data.sqlite`` (Keylime: ``KEYLIME_DIR/reg_data.sqlite``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from registrar_lite.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "LIMELET_REGISTRAR_"
+DEFAULT_IP = "127.0.0.1"
+# Keylime's registrar defaults: 8890 plain HTTP (agents), 8891 mTLS (tenant, verifier).
+DEFAULT_PORT = 8890
+DEFAULT_TLS_PORT = 8891
+DEFAULT_DATA_DIR = "/var/lib/limelet/registrar"
+DEFAULT_DATABASE_URL = "sqlite"
+SQLITE_DEFAULT_FILE = "reg_data.sqlite"
+DEFAULT_TLS_DIR = "cv_ca"
+DEFAULT_SERVER_CERT = "server-cert.crt"
+DEFAULT_SERVER_KEY = "server-private.pem"
+DEFAULT_TRUSTED_CLIENT_CA = "cacert.crt"
+# A registration is a few kilobytes (EK cert, two public areas, an mTLS cert); 64 KiB leaves
+# room for IAK/IDevID material and refuses anything meant to exhaust memory.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+# CVE-2023-38200: a client that opens TCP and never finishes the TLS handshake, or never
+# finishes a request, is dropped after these many seconds.
+DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5.0
+DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+DEFAULT_KEEP_ALIVE_SECONDS = 5.0
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 2.0
+_MAX_PORT = 65535
+_SQLITE_URL_PREFIX = "sqlite:///"
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    ip: str = DEFAULT_IP
+    port: int = DEFAULT_PORT
+    tls_port: int = DEFAULT_TLS_PORT
+    data_dir: str = DEFAULT_DATA_DIR
+    database_url: str = DEFAULT_DATABASE_URL
+    tls_dir: str = DEFAULT_TLS_DIR
+    server_cert: str = DEFAULT_SERVER_CERT
+    server_key: str = DEFAULT_SERVER_KEY
+    trusted_client_ca: str = DEFAULT_TRUSTED_CLIENT_CA
+    # A directory of PEM/DER CA certificates; empty means EK certificates are not checked.
+    tpm_cert_store: str = ""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+
+    def __post_init__(self) -> None:
+        for key in ("port", "tls_port"):
+            value = getattr(self, key)
+            # 0 asks the kernel for a free port (tests); otherwise a real port number.
+            if not 0 <= value <= _MAX_PORT:
+                raise ConfigError(key, f"{value} is not a TCP port")
+        for key in ("max_body_bytes", "handshake_timeout_seconds", "read_timeout_seconds"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(key, "must be positive")
+
+    def _tls_path(self, value: str) -> Path:
+        base = Path(self.data_dir) / self.tls_dir
+        return Path(value) if Path(value).is_absolute() else base / value
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self._tls_path(self.server_cert)
+
+    @property
+    def server_key_path(self) -> Path:
+        return self._tls_path(self.server_key)
+
+    @property
+    def trusted_client_ca_path(self) -> Path:
+        return self._tls_path(self.trusted_client_ca)
+
+    @property
+    def tpm_cert_store_path(self) -> Optional[Path]:
+        return Path(self.tpm_cert_store) if self.tpm_cert_store else None
+
+    def sqlite_path(self) -> Path:
+        """The database file named by ``database_url`` (only SQLite is implemented)."""
+        url = self.database_url
+        if url == "sqlite":
+            return Path(self.data_dir) / SQLITE_DEFAULT_FILE
+        # SQLAlchemy's form, as Keylime writes it: sqlite:///relative or sqlite:////absolute.
+        if url.startswith(_SQLITE_URL_PREFIX) and len(url) > len(_SQLITE_URL_PREFIX):
+            path = Path(url[len(_SQLITE_URL_PREFIX) :])
+            return path if path.is_absolute() else Path(self.data_dir) / path
+        raise ConfigError("database_url", "only 'sqlite' and 'sqlite:///PATH' are supported")
+
+
+_FIELDS = {f.name: f for f in fields(RegistrarConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = type(getattr(RegistrarConfig(), key))
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and kind is not str:
+        try:
+            return kind(value)
+        except ValueError:
+            raise ConfigError(key, f"expected {kind.__name__}") from None
+    if type(value) is not kind:
+        raise ConfigError(key, f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def config_from_mapping(values: Mapping[str, Any]) -> RegistrarConfig:
+    """Build a config; an unknown key or a value of the wrong type is a ConfigError."""
+    options: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise ConfigError(key, "unknown option")
+        options[key] = _coerce(key, value)
+    return RegistrarConfig(**options)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """``LIMELET_REGISTRAR_TLS_PORT=9001`` -> ``{"tls_port": "9001"}``; unknown names fail later."""
+    return {
+        name[len(ENV_PREFIX) :].lower(): value
+        for name, value in environ.items()
+        if name.startswith(ENV_PREFIX)
+    }
+
+
+def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> RegistrarConfig:
+    """Read ``path`` (TOML; absent means all defaults), then apply the environment."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
+        section = document.pop("registrar", {})
+        if not isinstance(section, dict):
+            raise ConfigError("registrar", "must be a table")
+        values.update(document)
+        values.update(section)
+    values.update(env_overrides(environ))
+    return config_from_mapping(values)
