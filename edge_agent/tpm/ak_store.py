@@ -16,11 +16,10 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.keys.files import write_private_file
 from edge_agent.tpm.errors import AkMismatch
 
 __all__ = ["AK_FILE_MODE", "AK_FILE_VERSION", "StoredAk", "ek_fingerprint", "load", "save"]
@@ -103,25 +102,5 @@ def save(path: Path, ak: StoredAk) -> None:
         "private": base64.b64encode(ak.private).decode("ascii"),
     }
     data = json.dumps(doc, indent=2).encode("utf-8") + b"\n"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkstemp creates the file 0600, so the blobs are never readable by others, even briefly.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (POSIX: a rename is recorded in the directory)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Same durability and 0600 mode as the agent's key files (edge_agent/keys/files.py).
+    write_private_file(path, data)
