@@ -29,19 +29,13 @@ from attest_protocol.tpm2.public import parse_tpm2b_public
 from edge_agent.tpm import AkInfo, Tpm, TpmConfig
 from edge_agent.tpm.pytss_backend import open_tpm
 from tools import keylime_snippets
+from tools.demo_registration import enrol
+from tools.narrate import detail, say
 from tools.swtpm import Swtpm, manufacture
 
 # PCRs 0 (firmware), 10 (IMA) and 16 (Keylime's data PCR): the mask Keylime asks for.
 DEMO_MASK = 0x10401
 NONCE_ALPHABET = string.ascii_letters + string.digits
-
-
-def say(step: str, text: str) -> None:
-    print(f"\n[{step}] {text}", flush=True)
-
-
-def detail(text: str) -> None:
-    print(f"      {text}", flush=True)
 
 
 def fresh_nonce() -> bytes:
@@ -127,15 +121,16 @@ def show_forgeries(quote: KeylimeQuote, nonce: bytes, ak: AkInfo, good: Verified
 
 async def talk_to_tpm(
     tcti: str, data_dir: Path, issuer_pem: bytes
-) -> tuple[AkInfo, KeylimeQuote, bytes, VerifiedQuote]:
+) -> tuple[bytes, AkInfo, KeylimeQuote, bytes, VerifiedQuote]:
     tpm = await open_tpm(TpmConfig(tcti=tcti, data_dir=data_dir))
     try:
         ak = await show_identity(tpm, issuer_pem)
         await show_activation(tpm, ak)
         quote, nonce, verified = await show_quote(tpm, ak)
+        ek_public = (await tpm.ek()).public
     finally:
         await tpm.aclose()
-    return ak, quote, nonce, verified
+    return ek_public, ak, quote, nonce, verified
 
 
 def run(workdir: Path) -> None:
@@ -144,12 +139,13 @@ def run(workdir: Path) -> None:
     with Swtpm(template, workdir / "swtpm", copy=False) as swtpm:
         detail(f"swtpm listening on {swtpm.tcti}")
         issuer_pem = template.issuer_cert.read_bytes()
-        ak, quote, nonce, verified = trio.run(
+        ek_public, ak, quote, nonce, verified = trio.run(
             talk_to_tpm, swtpm.tcti, workdir / "agent-data", issuer_pem
         )
-    show_keylime_check(quote, nonce, ak)
-    show_forgeries(quote, nonce, ak, verified)
-    say("done", "This TPM's identity and its quotes check out; forgeries do not.")
+        show_keylime_check(quote, nonce, ak)
+        show_forgeries(quote, nonce, ak, verified)
+        enrol(workdir, swtpm.tcti, template.ca_dir, ek_public, ak.public)
+    say("done", "This TPM's identity is enrolled and its quotes check out; forgeries do not.")
 
 
 def main() -> int:

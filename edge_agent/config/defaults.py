@@ -51,6 +51,9 @@ DEFAULT_TPM_HASH_ALG = "sha256"
 DEFAULT_TPM_ENCRYPTION_ALG = "rsa"
 DEFAULT_TPM_SIGNING_ALG = "rsassa"
 DEFAULT_EK_HANDLE = "generate"
+# limelet's one addition to the [agent] table: rust-keylime reads the TCTI only from the
+# TCTI environment variable, which still wins over this option.
+DEFAULT_TCTI = "device:/dev/tpmrm0"
 DEFAULT_IAK_IDEVID_TEMPLATE = "detect"
 DEFAULT_IAK_IDEVID_ASYMMETRIC_ALG = "rsa"
 DEFAULT_IAK_IDEVID_NAME_ALG = "sha256"

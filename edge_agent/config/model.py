@@ -78,6 +78,7 @@ class AgentConfig:
     tpm_encryption_alg: str = d.DEFAULT_TPM_ENCRYPTION_ALG
     tpm_signing_alg: str = d.DEFAULT_TPM_SIGNING_ALG
     ek_handle: str = d.DEFAULT_EK_HANDLE
+    tcti: str = d.DEFAULT_TCTI
     enable_iak_idevid: bool = field(default=False, metadata=_NOT_YET)
     iak_idevid_template: str = field(default=d.DEFAULT_IAK_IDEVID_TEMPLATE, metadata=_NOT_YET)
     iak_idevid_asymmetric_alg: str = field(
@@ -139,8 +140,9 @@ class AgentConfig:
         return self._in_data_dir(self.payload_key, d.DEFAULT_PAYLOAD_KEY_FILE)
 
     def tpm_config(self) -> TpmConfig:
-        """The TPM layer's settings (the TCTI comes from the ``TCTI`` variable, as in rust)."""
+        """The TPM layer's settings (the ``TCTI`` variable, as in rust, wins over ``tcti``)."""
         return TpmConfig.from_options(
+            tcti=self.tcti,
             ek_handle=self.ek_handle,
             tpm_encryption_alg=self.tpm_encryption_alg,
             tpm_hash_alg=self.tpm_hash_alg,

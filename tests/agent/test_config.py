@@ -225,3 +225,15 @@ def test_display_hides_secrets() -> None:
 )
 def test_api_versions(text: str, expected: tuple[ApiVersion, ...]) -> None:
     assert parse_api_versions(text) == expected
+
+
+def test_tcti_option_reaches_the_tpm_layer_and_the_variable_wins(
+    paths: ConfigPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(paths.file, 'tcti = "swtpm:host=127.0.0.1,port=2321"\n')
+    monkeypatch.delenv("TCTI", raising=False)
+    config = load_config(environ={}, paths=paths)
+    assert config.tpm_config().tcti == "swtpm:host=127.0.0.1,port=2321"
+    monkeypatch.setenv("TCTI", "device:/dev/tpmrm1")
+    assert config.tpm_config().tcti == "device:/dev/tpmrm1"
+    assert AgentConfig().tpm_config().tcti == "device:/dev/tpmrm1"
