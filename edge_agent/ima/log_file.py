@@ -26,7 +26,6 @@ import logging
 import os
 from typing import BinaryIO
 
-from attest_protocol.ima import MAX_IMA_LINE_CHARS
 from edge_agent.ima.checkpoints import CHECKPOINT_SPACING_ENTRIES, MAX_CHECKPOINTS, Checkpoints
 
 log = logging.getLogger(__name__)
@@ -35,9 +34,6 @@ log = logging.getLogger(__name__)
 # non-UTF-8 byte, and attest_protocol.ima.fields.encode_name turns them back into the same bytes.
 TEXT_ENCODING = "utf-8"
 TEXT_ERRORS = "surrogateescape"
-# Reading the first line to recognise the log: a line is at most this long (parser's limit,
-# in characters; a UTF-8 character is at most 4 bytes).
-FIRST_LINE_MAX_BYTES = 4 * MAX_IMA_LINE_CHARS + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +94,13 @@ class ImaLogFile:
 
     def _refresh(self) -> tuple[int, bytes]:
         """Index entries appended since the last call: (count before, their complete lines)."""
-        if not self._still_same_log():
+        data = self._read_since_last()
+        if data is None:
             log.warning("IMA log %r was replaced or shrank; re-indexing it", self._name())
             self._reset()
+            self._file.seek(0)
+            data = self._file.read()
         old_count = self._count
-        self._file.seek(self._end)
-        data = self._file.read()
         complete = data.rfind(b"\n") + 1
         data = data[:complete]
         if not data:
@@ -116,6 +113,21 @@ class ImaLogFile:
         self._end += complete
         return old_count, data
 
+    def _read_since_last(self) -> bytes | None:
+        """The bytes after the indexed end, or None if this is no longer the indexed log.
+
+        One read from the last indexed line on both checks that line and fetches what follows.
+        """
+        if self._count:
+            self._file.seek(0)
+            if self._file.read(len(self._first)) != self._first:
+                return None
+        self._file.seek(self._last_start)
+        data = self._file.read()
+        if not data.startswith(self._last):
+            return None
+        return data[len(self._last) :]
+
     def _index(self, data: bytes) -> None:
         """Count the lines of ``data`` (all complete) and record checkpoints among them."""
         pos, entry, cps = 0, self._count, self._checkpoints
@@ -127,15 +139,6 @@ class ImaLogFile:
                 cps.add(entry, self._end + pos)
             pos, entry = nl + 1, entry + 1
         self._count = entry
-
-    def _still_same_log(self) -> bool:
-        if self._count == 0:
-            return True
-        self._file.seek(0)
-        if self._file.readline(FIRST_LINE_MAX_BYTES) != self._first:
-            return False
-        self._file.seek(self._last_start)
-        return self._file.read(len(self._last)) == self._last
 
     def _reset(self) -> None:
         self._checkpoints.reset()
