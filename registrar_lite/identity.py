@@ -16,11 +16,10 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from attest_protocol.tpm2.public import (
@@ -31,6 +30,10 @@ from attest_protocol.tpm2.public import (
 )
 from registrar_lite.errors import ConfigError, UntrustedIdentityError
 from registrar_lite.validation import Registration, load_cert
+
+if TYPE_CHECKING:
+    # cryptography < 40 (Debian 12 ships 38) lacks this alias; it is only a type.
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 # An EK chain is manufacturer root -> (one or two intermediates) -> EK; 8 is generous and
 # stops a loop of cross-signed certificates.

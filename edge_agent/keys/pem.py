@@ -8,13 +8,16 @@ Blocking: call from a worker thread.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from edge_agent.keys.errors import KeyMaterialError
 from edge_agent.keys.files import read_private_file, write_private_file
+
+if TYPE_CHECKING:
+    # cryptography < 40 (Debian 12 ships 38) lacks this alias; it is only a type.
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 __all__ = ["load_private_key", "store_private_key"]
 
