@@ -27,6 +27,8 @@ from tests.packaging.support import (
     run,
 )
 
+pytestmark = pytest.mark.packaging
+
 CONFIG = Path("/etc/keylime/agent.conf")
 STATE_DIR = Path("/var/lib/keylime")
 # dpkg-query's Status-Abbrev for a package gone entirely, config included.

@@ -11,6 +11,8 @@ import pytest
 
 from tests.packaging.support import ALL_PACKAGES, package_file, run
 
+pytestmark = pytest.mark.packaging
+
 _QUERY = "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]"
 UNIT_DIR = "/usr/lib/systemd/system"
 # Path -> (permissions, user, group) for every file whose ownership is part of the design.

@@ -15,6 +15,8 @@ import pytest
 from edge_agent.config.defaults import DEFAULT_KEYLIME_DIR, DEFAULT_RUN_AS, DEFAULT_SECURE_SIZE
 from tests.packaging.support import MAX_AGENT_EXPOSURE, PACKAGING, UNIT_DIR, require_tools, run
 
+pytestmark = pytest.mark.packaging
+
 _SCORE_RE = re.compile(r"Overall exposure level for (\S+): (\d+\.\d+) (\w+)")
 SERVICES = ("limelet-agent.service", "limelet-registrar.service", "limelet-verifier.service")
 # Directive -> the exact value the agent unit must carry (packaging/README.md, "Hardening").
