@@ -1,0 +1,1 @@
+"""Tests of the agent payload, secure directory, revocation and privilege libraries."""
