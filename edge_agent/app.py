@@ -7,39 +7,54 @@ the registrar and activate.  Any failure there stops the agent with the error; t
 being unreachable is retried first (edge_agent.backoff).
 
 After that the long-running parts live in one nursery (``serve_x(..., task_status=...)``
-started in order); the REST server joins it in the next release.  Cancelling ``run_agent``
-(SIGTERM in the CLI) closes the TPM, shielded, and returns.
+started in order): the agent API server (edge_agent.server) on ``ip:port``, over mTLS with
+``trusted_client_ca`` unless ``enable_agent_mtls`` is false.
+
+Stopping: when ``stop`` is set (the CLI sets it on SIGTERM), the server stops accepting and
+drains the requests in flight, then ``run_agent`` closes the IMA log and the TPM and returns;
+the CLI gives all of that ``SHUTDOWN_GRACE_SECONDS`` before it cancels.  Cancelling
+``run_agent`` directly stops at once, and still closes the TPM, shielded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NoReturn, Optional
+from typing import Optional
 
 import trio
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from attest_protocol.api_version import ApiVersion
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from edge_agent.backoff import BackoffPolicy
-from edge_agent.config import AgentConfig, parse_api_versions, resolve_agent_id
+from edge_agent.bootstrap_keys import BootstrapKeys
+from edge_agent.config import AgentConfig, OptionValueError, parse_api_versions, resolve_agent_id
 from edge_agent.http11 import Connector
+from edge_agent.ima import ImaLogReader, MeasuredBootLogReader
 from edge_agent.keys import (
     ServerIdentity,
     load_or_create_nk,
     load_or_create_server_identity,
     nk_public_pem,
 )
+from edge_agent.payload import check_payload_policy
 from edge_agent.registrar_client import RegistrarClient, Registration, register_and_activate
+from edge_agent.server import AgentApiContext, TlsFiles, serve_agent_api
+from edge_agent.server.hooks import PayloadSettings, payload_deployer, revocation_handler
 from edge_agent.tpm import EkCertificateMissing, Tpm, TpmConfig
 
-__all__ = ["AgentStarted", "TpmOpener", "run_agent", "start_agent"]
+__all__ = ["SHUTDOWN_GRACE_SECONDS", "AgentStarted", "TpmOpener", "run_agent", "start_agent"]
 
 log = logging.getLogger(__name__)
 
 TpmOpener = Callable[[TpmConfig], Awaitable[Tpm]]
+# From SIGTERM to exit: the server's drain (GRACEFUL_TIMEOUT_SECONDS) plus closing the IMA
+# log and the TPM.  systemd's default TimeoutStopSec is 90 s; we stay well inside it.
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,19 @@ class AgentStarted:
     api_version: ApiVersion
     nk_public_pem: bytes
     mtls_cert_pem: Optional[str]
+    # Where the agent API listens ("https://127.0.0.1:9002"); empty before it started.
+    api_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """start_agent's result plus what the server needs and AgentStarted does not carry."""
+
+    started: AgentStarted
+    nk: rsa.RSAPrivateKey
+    enc_alg: str
+    hash_alg: str
+    sign_alg: str
 
 
 async def open_pytss_tpm(config: TpmConfig) -> Tpm:
@@ -64,26 +92,89 @@ async def run_agent(
     *,
     open_tpm: TpmOpener = open_pytss_tpm,
     connect: Optional[Connector] = None,
+    stop: Optional[trio.Event] = None,
     task_status: trio.TaskStatus[AgentStarted] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Start the agent and keep it running until cancelled."""
+) -> None:
+    """Start the agent and serve until ``stop`` is set (then drain) or until cancelled."""
+    tls = _tls_files(config)
+    check_payload_policy(
+        config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
+    )
     tpm = await open_tpm(config.tpm_config())
+    ima: Optional[ImaLogReader] = None
     try:
-        started = await start_agent(config, tpm, connect=connect)
-        async with trio.open_nursery():
+        prepared = await _prepare(config, tpm, connect)
+        # Opened once, before serving (and before any privilege drop, as rust-keylime does).
+        ima = ImaLogReader.open_if_present(config.ima_ml_file)
+        if ima is None:
+            log.warning("No IMA log at %s: quotes carry no IMA list", config.ima_ml_file)
+        ctx = _api_context(config, tpm, prepared, ima)
+        async with trio.open_nursery() as nursery:
             # The one nursery of the daemon: serve_* tasks are started here, in order.
-            task_status.started(started)
-            log.info("Agent %s is up; waiting for SIGTERM", started.agent_id)
-            await trio.sleep_forever()
+            serve = functools.partial(
+                serve_agent_api,
+                ctx,
+                host=config.ip,
+                port=config.port,
+                tls=tls,
+                shutdown=None if stop is None else stop.wait,
+            )
+            urls: list[str] = await nursery.start(serve)
+            task_status.started(dataclasses.replace(prepared.started, api_urls=tuple(urls)))
+            log.info("Agent %s is up; waiting for SIGTERM", prepared.started.agent_id)
     finally:
         with trio.CancelScope(shield=True):
+            if ima is not None:
+                await ima.aclose()
             await tpm.aclose()
+    log.info("Agent stopped")
+
+
+def _tls_files(config: AgentConfig) -> Optional[TlsFiles]:
+    """The server's TLS files; a missing client CA stops the agent before it starts."""
+    if not config.enable_agent_mtls:
+        return None
+    cas = config.trusted_client_ca_paths
+    for ca in cas:
+        if not ca.is_file():
+            raise OptionValueError("trusted_client_ca", repr(str(ca)), "file not found", "")
+    return TlsFiles(
+        certfile=config.server_cert_path,
+        keyfile=config.server_key_path,
+        client_cas=cas,
+        keyfile_password=config.server_key_password or None,
+    )
+
+
+def _api_context(
+    config: AgentConfig, tpm: Tpm, prepared: _Prepared, ima: Optional[ImaLogReader]
+) -> AgentApiContext:
+    started = prepared.started
+    return AgentApiContext(
+        agent_id=started.agent_id,
+        tpm=tpm,
+        nk=prepared.nk,
+        nk_public_pem=started.nk_public_pem,
+        hash_alg=prepared.hash_alg,
+        enc_alg=prepared.enc_alg,
+        sign_alg=prepared.sign_alg,
+        versions=parse_api_versions(config.api_versions, warn=False),
+        keys=BootstrapKeys(started.agent_id),
+        ima=ima,
+        boot_log=MeasuredBootLogReader(config.measuredboot_ml_file),
+        deploy_payload=payload_deployer(PayloadSettings.from_config(config, started.agent_id)),
+        on_revocation=revocation_handler(config),
+    )
 
 
 async def start_agent(
     config: AgentConfig, tpm: Tpm, *, connect: Optional[Connector] = None
 ) -> AgentStarted:
     """Everything before serving: identity, keys, registration and activation."""
+    return (await _prepare(config, tpm, connect)).started
+
+
+async def _prepare(config: AgentConfig, tpm: Tpm, connect: Optional[Connector]) -> _Prepared:
     ek = await tpm.ek()
     ek_cert = await _ek_certificate(tpm)
     ak = await tpm.ak()
@@ -113,7 +204,8 @@ async def start_agent(
     )
     enabled = parse_api_versions(config.api_versions, warn=False)  # the loader warned
     version = await register_and_activate(client, tpm, registration, enabled)
-    return AgentStarted(agent_id, version, nk_public_pem(nk), registration.mtls_cert_pem)
+    started = AgentStarted(agent_id, version, nk_public_pem(nk), registration.mtls_cert_pem)
+    return _Prepared(started, nk, ek.encryption_alg, ak.hash_alg, ak.signing_alg)
 
 
 async def _ek_certificate(tpm: Tpm) -> Optional[bytes]:

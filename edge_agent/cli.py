@@ -1,6 +1,8 @@
 """Command line of ``limelet-agent``.
 
-``limelet-agent``                 run the agent until SIGTERM or SIGINT (exit status 0)
+``limelet-agent``                 run the agent until SIGTERM or SIGINT (exit status 0): the
+                                  server drains for up to SHUTDOWN_GRACE_SECONDS, then
+                                  whatever is left is cancelled
 ``limelet-agent --check-config``  print the effective configuration and exit 0, or the
                                   error and exit 1 (secrets are shown only as "<set>")
 
@@ -19,10 +21,12 @@ from collections.abc import Iterator, Sequence
 import trio
 
 from attest_protocol.cli import base_parser
-from edge_agent.app import run_agent
+from edge_agent.app import SHUTDOWN_GRACE_SECONDS, run_agent
 from edge_agent.config import AgentConfig, ConfigError, config_files, load_config
 from edge_agent.config.loader import DEFAULT_PATHS
+from edge_agent.ima import ImaReaderError
 from edge_agent.keys import AgentKeyError
+from edge_agent.payload import PayloadError
 from edge_agent.registrar_client import RegistrarError
 from edge_agent.tpm import TpmError
 
@@ -36,7 +40,7 @@ log = logging.getLogger("edge_agent")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 # What stops the agent with a message rather than a traceback.
-_FATAL = (ConfigError, TpmError, AgentKeyError, RegistrarError)
+_FATAL = (ConfigError, TpmError, AgentKeyError, RegistrarError, PayloadError, ImaReaderError)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -86,17 +90,23 @@ def render_config(config: AgentConfig) -> str:
 
 
 async def _serve(config: AgentConfig) -> None:
+    stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
-        await run_agent(config)
+        nursery.start_soon(_stop_on_signal, stop, nursery.cancel_scope)
+        await run_agent(config, stop=stop)
+        nursery.cancel_scope.cancel()  # the agent stopped; so does the signal watcher
 
 
-async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+async def _stop_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
+    """First signal: drain and stop, with a deadline.  A second one: cancel at once."""
     with trio.open_signal_receiver(*_STOP_SIGNALS) as signals:
         async for signum in signals:
             log.info("Received %s; stopping", signal.Signals(signum).name)
-            scope.cancel()
-            return
+            if stop.is_set():
+                scope.cancel()
+                return
+            stop.set()
+            scope.deadline = min(scope.deadline, trio.current_time() + SHUTDOWN_GRACE_SECONDS)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

@@ -75,11 +75,13 @@ def write_registrar_config(workdir: Path, ek_ca_dir: Path, port: int, tls_port: 
 
 
 def write_agent_config(workdir: Path, tcti: str, registrar_port: int) -> Path:
+    """The agent serves mTLS on a free port and trusts the demo CA's clients (verifier, tenant)."""
     config = workdir / "agent.conf"
     config.write_text(
         "[agent]\n"
         f'uuid = "{AGENT_ID}"\ntcti = "{tcti}"\nkeylime_dir = "{workdir / "agent-data"}"\n'
-        f'registrar_ip = "{LOOPBACK}"\nregistrar_port = {registrar_port}\n',
+        f'registrar_ip = "{LOOPBACK}"\nregistrar_port = {registrar_port}\n'
+        f'port = {_free_port()}\ntrusted_client_ca = "{workdir / "cv_ca" / "cacert.crt"}"\n',
         encoding="utf-8",
     )
     return config

@@ -70,3 +70,10 @@ DEFAULT_EXPONENTIAL_BACKOFF_MAX_DELAY_MS = 300_000
 DEFAULT_SERVER_KEY_FILE = "server-private.pem"
 DEFAULT_SERVER_CERT_FILE = "server-cert.crt"
 DEFAULT_PAYLOAD_KEY_FILE = "payload-private.pem"
+# The verifier's CA, as Keylime lays out keylime_dir (base.rs DEFAULT_TRUSTED_CLIENT_CA).
+DEFAULT_TRUSTED_CLIENT_CA_FILE = "cv_ca/cacert.crt"
+
+# -- measurement logs (resolved against ROOT_DIR, not keylime_dir: base.rs) -----------------
+ROOT_DIR = "/"
+DEFAULT_IMA_ML_FILE = "/sys/kernel/security/ima/ascii_runtime_measurements"
+DEFAULT_MEASUREDBOOT_ML_FILE = "/sys/kernel/security/tpm0/binary_bios_measurements"

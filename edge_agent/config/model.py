@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import defaults as d
+from edge_agent.config.values import split_list
 from edge_agent.tpm.config import TpmConfig
 
 __all__ = ["AgentConfig", "option_names", "option_spec"]
@@ -40,8 +41,8 @@ class AgentConfig:
     version: str = d.DEFAULT_CONFIG_VERSION
     api_versions: str = d.DEFAULT_API_VERSIONS
     uuid: str = d.DEFAULT_UUID
-    ip: str = field(default=d.DEFAULT_IP, metadata=_NOT_YET)
-    port: int = field(default=d.DEFAULT_PORT, metadata=_NOT_YET)
+    ip: str = d.DEFAULT_IP
+    port: int = d.DEFAULT_PORT
     contact_ip: str = d.DEFAULT_CONTACT_IP
     contact_port: int = d.DEFAULT_CONTACT_PORT
     registrar_ip: str = d.DEFAULT_REGISTRAR_IP
@@ -56,24 +57,24 @@ class AgentConfig:
     payload_key: str = d.DEFAULT_KEYWORD
     payload_key_password: str = field(default="", metadata=_SECRET)
     server_cert: str = d.DEFAULT_KEYWORD
-    trusted_client_ca: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
-    enc_keyname: str = field(default=d.DEFAULT_ENC_KEYNAME, metadata=_NOT_YET)
-    dec_payload_file: str = field(default=d.DEFAULT_DEC_PAYLOAD_FILE, metadata=_NOT_YET)
-    secure_size: str = field(default=d.DEFAULT_SECURE_SIZE, metadata=_NOT_YET)
-    extract_payload_zip: bool = field(default=True, metadata=_NOT_YET)
+    trusted_client_ca: str = d.DEFAULT_KEYWORD
+    enc_keyname: str = d.DEFAULT_ENC_KEYNAME
+    dec_payload_file: str = d.DEFAULT_DEC_PAYLOAD_FILE
+    secure_size: str = d.DEFAULT_SECURE_SIZE
+    extract_payload_zip: bool = True
     enable_revocation_notifications: bool = field(default=False, metadata=_NOT_YET)
-    revocation_actions_dir: str = field(default=d.DEFAULT_REVOCATION_ACTIONS_DIR, metadata=_NOT_YET)
+    revocation_actions_dir: str = d.DEFAULT_REVOCATION_ACTIONS_DIR
     revocation_notification_ip: str = field(
         default=d.DEFAULT_REVOCATION_NOTIFICATION_IP, metadata=_NOT_YET
     )
     revocation_notification_port: int = field(
         default=d.DEFAULT_REVOCATION_NOTIFICATION_PORT, metadata=_NOT_YET
     )
-    revocation_cert: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
-    revocation_actions: str = field(default="", metadata=_NOT_YET)
-    payload_script: str = field(default=d.DEFAULT_PAYLOAD_SCRIPT, metadata=_NOT_YET)
-    enable_insecure_payload: bool = field(default=False, metadata=_NOT_YET)
-    allow_payload_revocation_actions: bool = field(default=True, metadata=_NOT_YET)
+    revocation_cert: str = d.DEFAULT_KEYWORD
+    revocation_actions: str = ""
+    payload_script: str = d.DEFAULT_PAYLOAD_SCRIPT
+    enable_insecure_payload: bool = False
+    allow_payload_revocation_actions: bool = True
     tpm_hash_alg: str = d.DEFAULT_TPM_HASH_ALG
     tpm_encryption_alg: str = d.DEFAULT_TPM_ENCRYPTION_ALG
     tpm_signing_alg: str = d.DEFAULT_TPM_SIGNING_ALG
@@ -94,8 +95,8 @@ class AgentConfig:
     tpm_ownerpassword: str = field(default="", metadata=_SECRET_NOT_YET)
     run_as: str = field(default=d.DEFAULT_RUN_AS, metadata=_NOT_YET)
     agent_data_path: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
-    ima_ml_path: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
-    measuredboot_ml_path: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
+    ima_ml_path: str = d.DEFAULT_KEYWORD
+    measuredboot_ml_path: str = d.DEFAULT_KEYWORD
     attestation_interval_seconds: int = field(
         default=d.DEFAULT_ATTESTATION_INTERVAL_SECONDS, metadata=_NOT_YET
     )
@@ -139,6 +140,21 @@ class AgentConfig:
     def payload_key_path(self) -> Path:
         return self._in_data_dir(self.payload_key, d.DEFAULT_PAYLOAD_KEY_FILE)
 
+    @property
+    def trusted_client_ca_paths(self) -> tuple[Path, ...]:
+        """The CA files client certificates must chain to; the option is a list (base.rs)."""
+        items = split_list(self.trusted_client_ca) or [d.DEFAULT_KEYWORD]
+        return tuple(self._in_data_dir(item, d.DEFAULT_TRUSTED_CLIENT_CA_FILE) for item in items)
+
+    @property
+    def ima_ml_file(self) -> Path:
+        """``ima_ml_path``: "default" is the kernel's securityfs file; relative is from /."""
+        return _in_root(self.ima_ml_path, d.DEFAULT_IMA_ML_FILE)
+
+    @property
+    def measuredboot_ml_file(self) -> Path:
+        return _in_root(self.measuredboot_ml_path, d.DEFAULT_MEASUREDBOOT_ML_FILE)
+
     def tpm_config(self) -> TpmConfig:
         """The TPM layer's settings (the ``TCTI`` variable, as in rust, wins over ``tcti``)."""
         return TpmConfig.from_options(
@@ -159,6 +175,13 @@ class AgentConfig:
                 value = "<set>" if value else ""
             shown[spec.name] = value
         return shown
+
+
+def _in_root(value: str, default: str) -> Path:
+    # rust-keylime resolves the two log paths against the root directory, not keylime_dir.
+    if value in ("", d.DEFAULT_KEYWORD):
+        return Path(default)
+    return Path(d.ROOT_DIR) / value
 
 
 def option_names() -> tuple[str, ...]:

@@ -16,7 +16,15 @@ from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion
 from attest_protocol.errors import ParseError
 from edge_agent.config.errors import OptionValueError
 
-__all__ = ["OptionValue", "check_host", "check_port", "coerce", "parse_api_versions", "shown"]
+__all__ = [
+    "OptionValue",
+    "check_host",
+    "check_port",
+    "coerce",
+    "parse_api_versions",
+    "shown",
+    "split_list",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +103,7 @@ def parse_api_versions(text: str, *, warn: bool = True) -> tuple[ApiVersion, ...
     if keyword == API_VERSIONS_LATEST:
         return (SUPPORTED_VERSIONS[-1],)
     chosen: set[ApiVersion] = set()
-    for item in _split_list(text):
+    for item in split_list(text):
         try:
             version = ApiVersion.parse(item)
         except ParseError:
@@ -110,7 +118,7 @@ def parse_api_versions(text: str, *, warn: bool = True) -> tuple[ApiVersion, ...
     return tuple(sorted(chosen))
 
 
-def _split_list(text: str) -> list[str]:
+def split_list(text: str) -> list[str]:
     """rust-keylime's list syntax: "a, b", "[a, b]", with optional quotes around items."""
     body = text.strip()
     if body.startswith("[") and body.endswith("]"):

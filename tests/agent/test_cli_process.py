@@ -34,6 +34,8 @@ async def test_agent_process_stops_cleanly_on_signal(
         f'keylime_dir = "{tmp_path / "keylime"}"\n'
         f"registrar_port = {port}\n"
         "exponential_backoff_initial_delay = 200\n"
+        # No verifier CA in this test: serve plain HTTP on a free port, no payload script.
+        f'enable_agent_mtls = false\npayload_script = ""\nport = {free_port()}\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYLIME_")}
     env.update(KEYLIME_AGENT_CONFIG=str(conf), TCTI=swtpm.tcti)
@@ -72,6 +74,7 @@ async def test_agent_process_exits_1_with_the_reason_on_403(swtpm: Swtpm, tmp_pa
     conf = tmp_path / "agent.conf"
     conf.write_text(
         f'[agent]\nuuid = "{AGENT_ID}"\nkeylime_dir = "{tmp_path / "k"}"\nregistrar_port = {port}\n'
+        f'enable_agent_mtls = false\npayload_script = ""\nport = {free_port()}\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYLIME_")}
     env.update(KEYLIME_AGENT_CONFIG=str(conf), TCTI=swtpm.tcti)
@@ -98,7 +101,10 @@ def test_unusable_tpm_exits_1_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conf = tmp_path / "agent.conf"
-    conf.write_text(f'[agent]\nkeylime_dir = "{tmp_path / "k"}"\n')
+    conf.write_text(
+        f'[agent]\nkeylime_dir = "{tmp_path / "k"}"\n'
+        'enable_agent_mtls = false\npayload_script = ""\n'
+    )
     for name in [n for n in os.environ if n.startswith("KEYLIME_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("KEYLIME_AGENT_CONFIG", str(conf))

@@ -194,13 +194,20 @@ def test_secret_values_never_appear_in_errors(paths: ConfigPaths) -> None:
 def test_one_warning_per_unimplemented_option_set_to_a_non_default(
     paths: ConfigPaths, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write(paths.file, 'ip = "0.0.0.0"\nport = 9002\nrun_as = ""\n')
-    write(paths.snippets / "a.conf", 'ip = "10.0.0.1"\n')
-    environ = {"KEYLIME_AGENT_IP": "10.0.0.2", "KEYLIME_AGENT_TPM_OWNERPASSWORD": "s3cret"}
+    write(paths.file, 'enable_iak_idevid = true\nport = 9002\nrun_as = ""\n')
+    write(paths.snippets / "a.conf", "enable_iak_idevid = true\n")
+    environ = {
+        "KEYLIME_AGENT_ENABLE_IAK_IDEVID": "true",
+        "KEYLIME_AGENT_TPM_OWNERPASSWORD": "s3cret",
+    }
     with caplog.at_level(logging.WARNING):
         load_config(environ=environ, paths=paths)
     warned = not_implemented_warnings(caplog)
-    assert sorted(w.split()[1] for w in warned) == ["ip", "run_as", "tpm_ownerpassword"]
+    assert sorted(w.split()[1] for w in warned) == [
+        "enable_iak_idevid",
+        "run_as",
+        "tpm_ownerpassword",
+    ]
     assert not any("s3cret" in w for w in warned)
     # port was set, but to its default: no warning.
 

@@ -235,7 +235,10 @@ async def test_run_agent_reports_started_and_closes_the_tpm_when_cancelled(
         await serve(nursery, registrar, listener)
         started: AgentStarted = await nursery.start(
             lambda task_status: run_agent(
-                agent_config,
+                # Plain HTTP on a free port: this test has no verifier CA and no payloads.
+                dataclasses.replace(
+                    agent_config, enable_agent_mtls=False, payload_script="", port=0
+                ),
                 open_tpm=open_soft_tpm,
                 connect=listener.connect,
                 task_status=task_status,
