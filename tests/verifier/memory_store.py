@@ -1,0 +1,87 @@
+"""``VerifierStore`` in memory, for virtual-time tests (SQLite's worker threads would let the
+autojump clock leap while a statement runs).  Same Protocol, same semantics."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Optional
+
+from verifier_lite.errors import ConflictError
+from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.agents: dict[str, AgentRecord] = {}
+        self.runtime: dict[str, RuntimePolicyRecord] = {}
+        self.mb: dict[str, MbPolicyRecord] = {}
+
+    async def add_agent(
+        self,
+        agent: AgentRecord,
+        runtime_policy: Optional[RuntimePolicyRecord],
+        mb_policy: Optional[MbPolicyRecord],
+    ) -> None:
+        if agent.agent_id in self.agents:
+            raise ConflictError("taken")
+        if runtime_policy is not None:
+            self.runtime.setdefault(runtime_policy.name, runtime_policy)
+        if mb_policy is not None:
+            self.mb.setdefault(mb_policy.name, mb_policy)
+        self.agents[agent.agent_id] = agent
+
+    async def get_agent(self, agent_id: str) -> Optional[AgentRecord]:
+        return self.agents.get(agent_id)
+
+    async def list_agents(self, verifier_id: Optional[str] = None) -> list[AgentRecord]:
+        return [
+            a
+            for _, a in sorted(self.agents.items())
+            if verifier_id is None or a.verifier_id == verifier_id
+        ]
+
+    async def update_agent(self, agent_id: str, **changes: Any) -> bool:
+        if agent_id not in self.agents:
+            return False
+        self.agents[agent_id] = replace(self.agents[agent_id], **changes)
+        return True
+
+    async def delete_agent(self, agent_id: str) -> bool:
+        return self.agents.pop(agent_id, None) is not None
+
+    async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
+        if (policy.name in self.runtime) != replace:
+            return False
+        self.runtime[policy.name] = policy
+        return True
+
+    async def get_runtime_policy(self, name: str) -> Optional[RuntimePolicyRecord]:
+        return self.runtime.get(name)
+
+    async def runtime_policy_names(self) -> list[str]:
+        return sorted(self.runtime)
+
+    async def delete_runtime_policy(self, name: str) -> bool:
+        return self.runtime.pop(name, None) is not None
+
+    async def add_mb_policy(self, policy: MbPolicyRecord, *, replace: bool) -> bool:
+        if (policy.name in self.mb) != replace:
+            return False
+        self.mb[policy.name] = policy
+        return True
+
+    async def get_mb_policy(self, name: str) -> Optional[MbPolicyRecord]:
+        return self.mb.get(name)
+
+    async def mb_policy_names(self) -> list[str]:
+        return sorted(self.mb)
+
+    async def delete_mb_policy(self, name: str) -> bool:
+        return self.mb.pop(name, None) is not None
+
+    async def policy_users(self, kind: str, name: str) -> list[str]:
+        field = {"runtime": "runtime_policy_name", "mb": "mb_policy_name"}[kind]
+        return [a.agent_id for a in self.agents.values() if getattr(a, field) == name]
+
+    async def aclose(self) -> None:
+        return None

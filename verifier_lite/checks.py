@@ -1,0 +1,269 @@
+"""Pure checks of one ``quotes/integrity`` answer: the quote, PCR 16, tpm_policy, IMA.
+
+Each failed check becomes a :class:`~verifier_lite.failures.FailureEvent` with Keylime's
+event id (keylime/cloud_verifier_common.py ``process_quote_response``, keylime/tpm/tpm_main.py
+``check_quote``/``check_pcrs``/``_check_data_pcr``).  No I/O: the polling engine hands in the
+decoded answer and what it remembers, and stores what comes back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from cryptography.hazmat.primitives import hashes
+
+from attest_protocol.errors import AttestProtocolError, ParseError
+from attest_protocol.ima import ImaParseError
+from attest_protocol.policy import (
+    ImaFailure,
+    ImaFailureReason,
+    ImaState,
+    RuntimePolicy,
+    evaluate_log,
+)
+from attest_protocol.quote import KeylimeQuote, VerifiedQuote, verify_quote
+from attest_protocol.tpm2.attest import ClockInfo
+from attest_protocol.tpm2.constants import TpmAlg, alg_for_hash_name, digest_size, hash_for_alg
+from attest_protocol.tpm2.public import parse_tpm2b_public
+from verifier_lite.failures import Component, FailureEvent, event
+from verifier_lite.measured_boot import MbPolicy, check_boot_log
+from verifier_lite.tpm_policy import DATA_PCR, IMA_PCR
+
+# Keylime's IMA event names (keylime/ima/ima.py, keylime/ima/ast.py) per engine reason.
+IMA_EVENT_IDS = {
+    ImaFailureReason.NOT_IN_POLICY: "not_in_allowlist",
+    ImaFailureReason.DIGEST_MISMATCH: "runtime_policy_hash",
+    ImaFailureReason.BAD_SIGNATURE: "runtime_policy_hash",
+    ImaFailureReason.TEMPLATE_HASH_MISMATCH: "ima_hash",
+    ImaFailureReason.WRONG_PCR: "ima_pcr",
+    ImaFailureReason.UNSUPPORTED_KEY: "invalid_key",
+    ImaFailureReason.VIOLATION: "tomtou",
+    ImaFailureReason.PCR_MISMATCH: "pcr_mismatch",
+    ImaFailureReason.QUOTE_NO_PROGRESS: "quote_progress",
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The ``results`` of ``GET /quotes/integrity`` (rust-keylime ``KeylimeQuote``)."""
+
+    quote: str
+    hash_alg: str
+    enc_alg: str
+    sign_alg: str
+    pubkey: Optional[str]
+    boottime: int
+    ima_measurement_list: Optional[str]
+    ima_measurement_list_entry: int
+    mb_measurement_list: Optional[str]
+
+
+def _opt_str(results: Mapping[str, Any], key: str) -> Optional[str]:
+    value = results.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ParseError("quote response", 0, f"'{key}' is not a string")
+    return value
+
+
+def parse_evidence(results: Mapping[str, Any]) -> Evidence:
+    """Validate the types of the agent's answer; ParseError names the bad member."""
+    strings = {k: _opt_str(results, k) for k in ("quote", "hash_alg", "enc_alg", "sign_alg")}
+    for key, value in strings.items():
+        if value is None:
+            raise ParseError("quote response", 0, f"'{key}' is missing")
+    numbers = {}
+    for key in ("boottime", "ima_measurement_list_entry"):
+        value = results.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ParseError("quote response", 0, f"'{key}' is not a non-negative integer")
+        numbers[key] = value
+    return Evidence(
+        quote=str(strings["quote"]),
+        hash_alg=str(strings["hash_alg"]),
+        enc_alg=str(strings["enc_alg"]),
+        sign_alg=str(strings["sign_alg"]),
+        pubkey=_opt_str(results, "pubkey"),
+        boottime=numbers["boottime"],
+        ima_measurement_list=_opt_str(results, "ima_measurement_list"),
+        ima_measurement_list_entry=numbers["ima_measurement_list_entry"],
+        mb_measurement_list=_opt_str(results, "mb_measurement_list"),
+    )
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    ak_tpm_b64: str
+    nonce: bytes
+    accept_hash_algs: tuple[str, ...]
+    accept_enc_algs: tuple[str, ...]
+    accept_sign_algs: tuple[str, ...]
+    tpm_policy: Mapping[int, tuple[str, ...]]  # PCR -> accepted hex values (lower case)
+    public_key_pem: Optional[str]  # known NK public key; PCR 16 is checked when set
+    previous_clock: Optional[ClockInfo]
+    runtime_policy: Optional[RuntimePolicy]
+    ima_state: Optional[ImaState]
+    boottime: int
+    mb_policy: Optional[MbPolicy] = None  # None: accept-all, the boot log is not replayed
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    failures: tuple[FailureEvent, ...]
+    clock: Optional[ClockInfo]
+    ima_state: Optional[ImaState]
+    public_key_pem: Optional[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def extend_from_zero(hash_alg: TpmAlg, data: bytes) -> bytes:
+    """The value of a reset PCR after one extend with H(data) (Keylime ``sim_extend``)."""
+    inner = hashes.Hash(hash_for_alg(hash_alg))
+    inner.update(data)
+    outer = hashes.Hash(hash_for_alg(hash_alg))
+    outer.update(bytes(digest_size(hash_alg)) + inner.finalize())
+    return outer.finalize()
+
+
+# API 2.5 names key types with their size; Keylime's algorithms.Encrypt.normalize maps the old
+# aliases so an accepted "rsa" admits an agent's "rsa2048" (keylime/common/algorithms.py).
+_ENC_ALIASES = {"rsa": "rsa2048", "ecc": "ecc256"}
+
+
+def _normalize(name: str) -> str:
+    return _ENC_ALIASES.get(name, name)
+
+
+def _accepted(name: str, accepted: tuple[str, ...]) -> bool:
+    """Keylime's ``algorithms.is_accepted``: an exact match, or the same normalized name."""
+    return name in accepted or any(_normalize(a) == _normalize(name) for a in accepted)
+
+
+def _algorithm_failure(inp: CheckInput, ev: Evidence) -> Optional[FailureEvent]:
+    checks = (
+        ("invalid_hash_alg", ev.hash_alg, inp.accept_hash_algs, "hash"),
+        ("invalid_enc_alg", ev.enc_alg, inp.accept_enc_algs, "encryption"),
+        ("invalid_sign_alg", ev.sign_alg, inp.accept_sign_algs, "signing"),
+    )
+    for name, value, accepted, what in checks:
+        if not _accepted(value, accepted):
+            message = f"TPM Quote is using an unaccepted {what} algorithm: {value[:32]}"
+            return event(Component.QUOTE_VALIDATION, name, {"message": message}, False)
+    return None
+
+
+def _verify(inp: CheckInput, ev: Evidence) -> tuple[Optional[VerifiedQuote], Optional[str]]:
+    try:
+        hash_alg = alg_for_hash_name(ev.hash_alg)
+        ak = parse_tpm2b_public(base64.b64decode(inp.ak_tpm_b64, validate=True))
+        verified = verify_quote(
+            KeylimeQuote.parse(ev.quote),
+            ak,
+            inp.nonce,
+            hash_alg=hash_alg,
+            previous_clock=inp.previous_clock if ev.boottime == inp.boottime else None,
+        )
+    except (AttestProtocolError, binascii.Error) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return verified, None
+
+
+def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
+    """Run every check Keylime runs on a pull-mode quote; never raises for bad evidence."""
+    bad_alg = _algorithm_failure(inp, ev)
+    if bad_alg is not None:
+        return CheckResult((bad_alg,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
+    verified, error = _verify(inp, ev)
+    if verified is None:
+        context = {"message": "Quote data validation", "error": error}
+        failure = event(Component.QUOTE_VALIDATION, "quote_validation", context, False)
+        return CheckResult((failure,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
+    pubkey = ev.pubkey if ev.pubkey is not None else inp.public_key_pem
+    failures = list(_pcr_failures(inp, verified, pubkey))
+    if inp.mb_policy is not None:
+        failures.extend(
+            check_boot_log(inp.mb_policy, ev.mb_measurement_list, verified.pcrs, verified.hash_alg)
+        )
+    ima_state, ima_failures = _ima(inp, ev, verified)
+    failures.extend(ima_failures)
+    return CheckResult(tuple(failures), verified.attest.clock_info, ima_state, pubkey)
+
+
+def _pcr_failures(
+    inp: CheckInput, quote: VerifiedQuote, pubkey: Optional[str]
+) -> list[FailureEvent]:
+    out: list[FailureEvent] = []
+    pcrs = {n: v.hex() for n, v in quote.pcrs.items()}
+    if pubkey is not None:
+        expected = extend_from_zero(quote.hash_alg, pubkey.encode("utf-8")).hex()
+        if DATA_PCR not in pcrs:
+            message = f"Data PCR {DATA_PCR} is missing in quote, but is required"
+            out.append(event(Component.PCR_VALIDATION, f"missing_pcr_{DATA_PCR}", message, True))
+        elif pcrs[DATA_PCR] != expected:
+            bound = {"got": pcrs[DATA_PCR], "expected": expected}
+            out.append(event(Component.PCR_VALIDATION, f"invalid_pcr_{DATA_PCR}", bound, True))
+    for pcr, allowed in sorted(inp.tpm_policy.items()):
+        if pcr in pcrs and pcrs[pcr] not in allowed:
+            context: dict[str, Any] = {
+                "context": "PCR value is not in allowlist",
+                "got": pcrs[pcr],
+                "expected": list(allowed),
+            }
+            out.append(event(Component.PCR_VALIDATION, f"invalid_pcr_{pcr}", context, True))
+    missing = sorted(set(inp.tpm_policy) - set(pcrs))
+    if missing:
+        missing_context: dict[str, Any] = {"context": "PCRs are missing in quote", "data": missing}
+        out.append(event(Component.PCR_VALIDATION, "missing_pcrs", missing_context, True))
+    return out
+
+
+def _ima(
+    inp: CheckInput, ev: Evidence, quote: VerifiedQuote
+) -> tuple[Optional[ImaState], list[FailureEvent]]:
+    if inp.runtime_policy is None:
+        return inp.ima_state, []
+    if IMA_PCR not in quote.pcrs:
+        message = "IMA PCR in policy, but not in the quote"
+        return None, [event(Component.PCR_VALIDATION, f"missing_pcr_{IMA_PCR}", message, True)]
+    if ev.ima_measurement_list is None:
+        message = "IMA PCR in policy, but no measurement list provided"
+        return None, [event(Component.PCR_VALIDATION, f"unused_pcr_{IMA_PCR}", message, True)]
+    state = inp.ima_state
+    # Entry 0, another boot, or another bank: start over from a reset PCR 10 (Keylime
+    # reset_ima_attestation on ima_measurement_list_entry == 0 or a boottime change).
+    if (
+        state is None
+        or ev.ima_measurement_list_entry == 0
+        or ev.boottime != inp.boottime
+        or state.hash_alg != quote.hash_alg
+    ):
+        state = ImaState.initial(quote.hash_alg)
+    if ev.ima_measurement_list_entry != state.next_entry:
+        context = {
+            "message": "Agent did not respond with requested next IMA measurement list entry",
+            "got": ev.ima_measurement_list_entry,
+            "expected": state.next_entry,
+        }
+        return None, [event(Component.QUOTE_VALIDATION, "invalid_ima_entry_nb", context, False)]
+    try:
+        verdict = evaluate_log(
+            inp.runtime_policy, state, ev.ima_measurement_list, quote.pcrs[IMA_PCR], quote.hash_alg
+        )
+    except ImaParseError as exc:
+        context = {"message": "IMA measurement list does not parse", "error": str(exc)[:200]}
+        return None, [event(Component.IMA, "ima_parse", context, True)]
+    failures = [
+        event(Component.IMA, IMA_EVENT_IDS.get(f.reason, f.reason.value), _ima_context(f), True)
+        for f in verdict.failures
+    ]
+    return verdict.new_state, failures
+
+
+def _ima_context(failure: ImaFailure) -> dict[str, Any]:
+    return {"entry": failure.entry, "path": failure.path[:256], "detail": failure.detail[:256]}

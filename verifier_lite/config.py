@@ -1,0 +1,226 @@
+"""The verifier's configuration: a TOML file, then ``LIMELET_VERIFIER_*`` overrides.
+
+Option names are those of Keylime's ``[verifier]`` section (keylime/config templates 2.x,
+``verifier.conf``) so an operator can carry settings over: ``uuid`` (this verifier's id),
+``ip``, ``port``, ``registrar_ip``, ``registrar_port``, ``tls_dir``, ``server_key``,
+``server_cert``, ``trusted_client_ca``, ``client_key``, ``client_cert``, ``database_url``,
+``quote_interval``, ``retry_interval``, ``exponential_backoff``, ``max_retries``,
+``request_timeout``, ``enable_agent_mtls``; from ``[revocations]``
+``enabled_revocation_notifications`` (comma-separated or a list) and ``webhook_url``; plus
+limelet's ``data_dir`` and limits.  The file may hold them at top level or under
+``[verifier]`` / ``[revocations]``.  An unknown key is an error naming it.
+
+``tls_dir = "generate"`` means ``<data_dir>/cv_ca``, filled at first start with a CA, a
+server and a client certificate (verifier_lite/tls.py), as Keylime's verifier does.
+Relative certificate paths are resolved against the TLS directory.  ``database_url =
+"sqlite"`` means ``<data_dir>/cv_data.sqlite`` (Keylime: ``KEYLIME_DIR/cv_data.sqlite``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from verifier_lite.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "LIMELET_VERIFIER_"
+GENERATE = "generate"
+GENERATED_TLS_DIR = "cv_ca"
+# Keylime's verifier.conf defaults.
+DEFAULT_UUID = "default"
+DEFAULT_IP = "127.0.0.1"
+DEFAULT_PORT = 8881
+DEFAULT_REGISTRAR_PORT = 8891
+DEFAULT_DATA_DIR = "/var/lib/limelet/verifier"
+DEFAULT_DATABASE_URL = "sqlite"
+SQLITE_DEFAULT_FILE = "cv_data.sqlite"
+DEFAULT_SERVER_CERT = "server-cert.crt"
+DEFAULT_SERVER_KEY = "server-private.pem"
+DEFAULT_TRUSTED_CLIENT_CA = "cacert.crt"
+DEFAULT_CLIENT_CERT = "client-cert.crt"
+DEFAULT_CLIENT_KEY = "client-private.pem"
+DEFAULT_QUOTE_INTERVAL_SECONDS = 2.0
+DEFAULT_RETRY_INTERVAL_SECONDS = 2.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
+# A runtime policy may be tens of MiB (Keylime caps at its tornado default of 100 MiB);
+# 16 MiB covers a full distribution allowlist and bounds memory per request.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# CVE-2023-38200: clients that never finish a TLS handshake or a request are dropped.
+DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5.0
+DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+DEFAULT_KEEP_ALIVE_SECONDS = 5.0
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 2.0
+_MAX_PORT = 65535
+_SQLITE_URL_PREFIX = "sqlite:///"
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    uuid: str = DEFAULT_UUID
+    ip: str = DEFAULT_IP
+    port: int = DEFAULT_PORT
+    registrar_ip: str = DEFAULT_IP
+    registrar_port: int = DEFAULT_REGISTRAR_PORT
+    data_dir: str = DEFAULT_DATA_DIR
+    database_url: str = DEFAULT_DATABASE_URL
+    tls_dir: str = GENERATE
+    server_cert: str = DEFAULT_SERVER_CERT
+    server_key: str = DEFAULT_SERVER_KEY
+    trusted_client_ca: str = DEFAULT_TRUSTED_CLIENT_CA
+    client_cert: str = DEFAULT_CLIENT_CERT
+    client_key: str = DEFAULT_CLIENT_KEY
+    enable_agent_mtls: bool = True
+    quote_interval: float = DEFAULT_QUOTE_INTERVAL_SECONDS
+    retry_interval: float = DEFAULT_RETRY_INTERVAL_SECONDS
+    exponential_backoff: bool = True
+    max_retries: int = DEFAULT_MAX_RETRIES
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    # Keylime's [revocations] options: a comma-separated subset of "agent", "webhook".
+    enabled_revocation_notifications: str = ""
+    webhook_url: str = ""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+
+    def __post_init__(self) -> None:
+        for key in ("port", "registrar_port"):
+            if not 0 <= getattr(self, key) <= _MAX_PORT:  # 0: a free port (tests)
+                raise ConfigError(key, f"{getattr(self, key)} is not a TCP port")
+        positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
+        for key in (*positive, "read_timeout_seconds"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(key, "must be positive")
+        for key in ("quote_interval", "retry_interval", "max_retries"):
+            if getattr(self, key) < 0:
+                raise ConfigError(key, "must not be negative")
+        if not self.uuid:
+            raise ConfigError("uuid", "must not be empty")
+        unknown = self.revocation_notifiers - {"agent", "webhook"}
+        if unknown:
+            raise ConfigError("enabled_revocation_notifications", f"unknown: {sorted(unknown)}")
+        if "webhook" in self.revocation_notifiers and not self.webhook_url:
+            raise ConfigError("webhook_url", "required when 'webhook' notifications are enabled")
+
+    @property
+    def revocation_notifiers(self) -> frozenset[str]:
+        return frozenset(
+            n.strip() for n in self.enabled_revocation_notifications.split(",") if n.strip()
+        )
+
+    @property
+    def tls_path(self) -> Path:
+        name = GENERATED_TLS_DIR if self.tls_dir == GENERATE else self.tls_dir
+        return Path(self.data_dir) / name  # an absolute tls_dir wins in the join
+
+    @property
+    def generates_tls(self) -> bool:
+        return self.tls_dir == GENERATE
+
+    def _tls_file(self, value: str) -> Path:
+        return Path(value) if Path(value).is_absolute() else self.tls_path / value
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self._tls_file(self.server_cert)
+
+    @property
+    def server_key_path(self) -> Path:
+        return self._tls_file(self.server_key)
+
+    @property
+    def trusted_client_ca_path(self) -> Path:
+        return self._tls_file(self.trusted_client_ca)
+
+    @property
+    def client_cert_path(self) -> Path:
+        return self._tls_file(self.client_cert)
+
+    @property
+    def client_key_path(self) -> Path:
+        return self._tls_file(self.client_key)
+
+    def sqlite_path(self) -> Path:
+        """The database file named by ``database_url`` (only SQLite is implemented)."""
+        url = self.database_url
+        if url == "sqlite":
+            return Path(self.data_dir) / SQLITE_DEFAULT_FILE
+        # SQLAlchemy's form, as Keylime writes it: sqlite:///relative or sqlite:////absolute.
+        if url.startswith(_SQLITE_URL_PREFIX) and len(url) > len(_SQLITE_URL_PREFIX):
+            path = Path(url[len(_SQLITE_URL_PREFIX) :])
+            return path if path.is_absolute() else Path(self.data_dir) / path
+        raise ConfigError("database_url", "only 'sqlite' and 'sqlite:///PATH' are supported")
+
+
+_FIELDS = {f.name: f for f in fields(VerifierConfig)}
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = type(getattr(VerifierConfig(), key))
+    if key == "enabled_revocation_notifications" and isinstance(value, list):
+        value = ",".join(str(v) for v in value)  # TOML users write a list
+    if kind is bool and isinstance(value, str):
+        if value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(key, "expected true or false")
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and kind is not str:
+        try:
+            return kind(value)
+        except ValueError:
+            raise ConfigError(key, f"expected {kind.__name__}") from None
+    if type(value) is not kind:
+        raise ConfigError(key, f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def config_from_mapping(values: Mapping[str, Any]) -> VerifierConfig:
+    """Build a config; an unknown key or a value of the wrong type is a ConfigError."""
+    options: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise ConfigError(key, "unknown option")
+        options[key] = _coerce(key, value)
+    return VerifierConfig(**options)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """``LIMELET_VERIFIER_PORT=9001`` -> ``{"port": "9001"}``; unknown names fail later."""
+    return {
+        name[len(ENV_PREFIX) :].lower(): value
+        for name, value in environ.items()
+        if name.startswith(ENV_PREFIX)
+    }
+
+
+def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> VerifierConfig:
+    """Read ``path`` (TOML; absent means all defaults), then apply the environment."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
+        section = document.pop("verifier", {})
+        revocations = document.pop("revocations", {})
+        if not isinstance(section, dict) or not isinstance(revocations, dict):
+            raise ConfigError("verifier", "[verifier] and [revocations] must be tables")
+        values.update(document)
+        values.update(section)
+        values.update(revocations)
+    values.update(env_overrides(environ))
+    return config_from_mapping(values)

@@ -1,0 +1,185 @@
+"""The polling engine: one supervised Trio task per agent, all in the service's nursery.
+
+Per agent (keylime/cloud_verifier_tornado.py ``process_agent`` / ``invoke_get_quote`` /
+``invoke_provide_v``, as a loop instead of callbacks)::
+
+    negotiate the API version from the agent's /version
+    START      -> full quote (partial=0: the agent sends its NK public key, bound in PCR 16)
+    PROVIDE_V  -> POST keys/vkey with V encrypted for that key (only when the tenant gave V)
+    GET_QUOTE  -> partial=1 quotes every quote_interval, IMA log from the next entry on
+
+A timeout, refused connection or 5xx moves to the matching *_RETRY state and is retried after
+``retry_interval`` (doubling each time when ``exponential_backoff``); ``max_retries`` failures
+in a row end in FAILED.  Evidence that does not hold ends in INVALID_QUOTE, recorded with
+Keylime's event id and severity.  Every state change goes through the table in states.py.
+
+CVE-2022-3500 (one agent's error stopped Keylime's whole polling loop): each task runs under
+:meth:`Engine._supervise`, which catches ``Exception`` from that task alone, logs it, and marks
+only that agent FAILED.  ``trio.Cancelled`` is a BaseException and passes untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Optional
+
+import trio
+
+from verifier_lite.agent_client import AgentChannel
+from verifier_lite.failures import Component, FailureEvent, event
+from verifier_lite.poller import (
+    MAX_BACKOFF_SECONDS,
+    AgentGone,
+    AgentPoller,
+    EngineSettings,
+    new_nonce,
+    retry_delay,
+)
+from verifier_lite.records import AgentRecord
+from verifier_lite.revocation import Notifier
+from verifier_lite.states import POLLING, Event, next_state
+from verifier_lite.store import VerifierStore
+
+__all__ = [
+    "MAX_BACKOFF_SECONDS",
+    "AgentGone",
+    "ChannelFactory",
+    "Engine",
+    "EngineSettings",
+    "new_nonce",
+    "retry_delay",
+]
+
+log = logging.getLogger("limelet.verifier")
+
+ChannelFactory = Callable[[AgentRecord], AgentChannel]
+
+
+class Engine:
+    """Starts, stops and supervises the per-agent tasks."""
+
+    def __init__(
+        self,
+        store: VerifierStore,
+        settings: EngineSettings,
+        channels: ChannelFactory,
+        notifier: Optional[Notifier] = None,
+        *,
+        verifier_id: Optional[str] = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._channels = channels
+        self._notifier = notifier
+        self._verifier_id = verifier_id  # resume only this verifier's agents (None: all)
+        self._nursery: Optional[trio.Nursery] = None
+        self._scopes: dict[str, trio.CancelScope] = {}
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; resumes every agent the store says is being polled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for agent in await self._store.list_agents(self._verifier_id):
+                if agent.state in POLLING:
+                    # As Keylime's verifier does at start-up: back to START, so the first
+                    # quote is a full one (the NK key, clock and IMA position are rebuilt).
+                    restart = next_state(agent.state, Event.REACTIVATE)
+                    await self._store.update_agent(agent.agent_id, operational_state=int(restart))
+                    self.start(agent.agent_id)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def running(self) -> frozenset[str]:
+        return frozenset(self._scopes)
+
+    def start(self, agent_id: str) -> None:
+        """(Re)start polling ``agent_id``; its row must already say START or a polling state."""
+        if self._nursery is None:
+            raise RuntimeError("engine not serving")
+        self.stop(agent_id)
+        scope = trio.CancelScope()
+        self._scopes[agent_id] = scope
+        self._nursery.start_soon(self._supervise, agent_id, scope, name=f"poll {agent_id}")
+
+    def stop(self, agent_id: str) -> None:
+        scope = self._scopes.pop(agent_id, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _supervise(self, agent_id: str, scope: trio.CancelScope) -> None:
+        with scope:
+            try:
+                await self._poll(agent_id)
+            except AgentGone:
+                log.info("agent %s: deleted while polling", agent_id)
+            except Exception:
+                # CVE-2022-3500: contained here; the other agents' tasks never see it.
+                log.exception("agent %s: polling task failed; agent marked FAILED", agent_id)
+                with trio.CancelScope(shield=True):
+                    await self._crashed(agent_id)
+        if self._scopes.get(agent_id) is scope:
+            del self._scopes[agent_id]
+
+    async def _crashed(self, agent_id: str) -> None:
+        """Mark the agent FAILED; even if that fails too, nothing leaves this task."""
+        try:
+            agent = await self._store.get_agent(agent_id)
+            if agent is not None and agent.state in POLLING:
+                failure = event(Component.INTERNAL, "polling_task", "polling task raised", False)
+                await self._transition(agent, Event.TASK_CRASHED, failure=failure)
+        except Exception:
+            log.exception("agent %s: could not record the failure", agent_id)
+
+    async def _transition(
+        self,
+        agent: AgentRecord,
+        ev: Event,
+        *,
+        failure: Optional[FailureEvent] = None,
+        **changes: Any,
+    ) -> AgentRecord:
+        new = next_state(agent.state, ev)
+        if failure is not None:
+            changes["severity_level"] = failure.severity_level
+            changes["last_event_id"] = failure.event_id
+            log.warning("agent %s: %s %s", agent.agent_id, failure.event_id, failure.context)
+        if not await self._store.update_agent(
+            agent.agent_id, operational_state=int(new), **changes
+        ):
+            raise AgentGone(agent.agent_id)
+        if new != agent.state:
+            log.info(
+                "agent %s: %s -> %s on %s", agent.agent_id, agent.state.name, new.name, ev.value
+            )
+        updated = await self._store.get_agent(agent.agent_id)
+        if updated is None:
+            raise AgentGone(agent.agent_id)
+        await self._maybe_notify(updated, ev, failure)
+        return updated
+
+    async def _maybe_notify(
+        self, agent: AgentRecord, ev: Event, failure: Optional[FailureEvent]
+    ) -> None:
+        """Keylime notifies on an invalid quote, and when an agent that had attested is lost."""
+        if self._notifier is None or self._nursery is None:
+            return
+        if ev is Event.QUOTE_INVALID:
+            msgtype = "revocation"
+        elif ev is Event.RETRIES_EXHAUSTED and agent.attestation_count > 0:
+            msgtype = "comm_error"
+        else:
+            return
+        others = await self._store.list_agents(agent.verifier_id)
+        self._notifier.notify(self._nursery, agent, others, msgtype, failure)
+
+    async def _poll(self, agent_id: str) -> None:
+        agent = await self._store.get_agent(agent_id)
+        if agent is None:
+            raise AgentGone(agent_id)
+        channel = self._channels(agent)
+        try:
+            await AgentPoller(self._store, self._settings, self._transition).run(agent, channel)
+        finally:
+            with trio.CancelScope(shield=True):
+                await channel.aclose()

@@ -1,0 +1,273 @@
+"""One agent's polling loop: negotiate, full quote, V, then partial quotes (see engine.py).
+
+:class:`AgentPoller` is run by :class:`~verifier_lite.engine.Engine` under its supervisor; it
+changes the agent's state only through the engine's ``transition`` (the table in states.py)
+and keeps in memory what Keylime keeps in ``AgentAttestState``: the NK public key, the last
+TPM clock, the IMA position, the boot time.  After a restart these are rebuilt from a full
+quote, so nothing in memory has to survive.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
+
+import trio
+
+from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion, negotiate
+from attest_protocol.errors import AttestProtocolError
+from attest_protocol.policy import ImaState, RuntimePolicy, load_runtime_policy
+from attest_protocol.tpm2.attest import ClockInfo
+from verifier_lite.agent_client import AgentChannel, QuoteRequest, encrypt_v
+from verifier_lite.checks import (
+    CheckInput,
+    CheckResult,
+    Evidence,
+    check_evidence,
+    parse_evidence,
+)
+from verifier_lite.errors import AgentContactError, AgentProtocolError
+from verifier_lite.failures import Component, FailureEvent, event, most_severe
+from verifier_lite.measured_boot import MbPolicy, load_mb_policy
+from verifier_lite.records import AgentRecord
+from verifier_lite.states import POLLING, Event, State
+from verifier_lite.store import VerifierStore
+from verifier_lite.tpm_policy import parse_tpm_policy, quote_mask
+
+log = logging.getLogger("limelet.verifier")
+
+# Keylime's nonce: 20 characters from letters and digits (tpm_util.random_password(20)).
+NONCE_LENGTH = 20
+_NONCE_ALPHABET = string.ascii_letters + string.digits
+# Exponential backoff doubles the wait; this caps it so a long outage is still noticed.
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    quote_interval: float
+    retry_interval: float
+    exponential_backoff: bool
+    max_retries: int
+
+
+def new_nonce() -> str:
+    return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(NONCE_LENGTH))
+
+
+def retry_delay(settings: EngineSettings, attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1-based)."""
+    if not settings.exponential_backoff:
+        return settings.retry_interval
+    return float(min(MAX_BACKOFF_SECONDS, settings.retry_interval * 2 ** (attempt - 1)))
+
+
+class AgentGone(Exception):
+    """The agent's row vanished (deleted) while its task ran: the task just ends."""
+
+
+@dataclass
+class _Memory:
+    """What one task keeps between quotes; rebuilt from a full quote after a restart."""
+
+    version: ApiVersion
+    runtime_policy: Optional[RuntimePolicy]
+    mb_policy: Optional[MbPolicy] = None
+    public_key: Optional[str] = None
+    clock: Optional[ClockInfo] = None
+    ima_state: Optional[ImaState] = None
+    boottime: int = 0
+    contact_failures: int = 0
+
+
+class Transition(Protocol):
+    """The engine's state change: table lookup, store write, notifications."""
+
+    async def __call__(
+        self,
+        agent: AgentRecord,
+        ev: Event,
+        *,
+        failure: Optional[FailureEvent] = None,
+        **changes: Any,
+    ) -> AgentRecord: ...
+
+
+class AgentPoller:
+    def __init__(
+        self, store: VerifierStore, settings: EngineSettings, transition: Transition
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._transition = transition
+
+    async def run(self, agent: AgentRecord, channel: AgentChannel) -> None:
+        """Poll until the agent leaves the polling states (or the task is cancelled)."""
+        agent, memory = await self._prepare(agent, channel)
+        if memory is None:
+            return
+        while agent.state in POLLING:
+            agent = await self._step(agent, channel, memory)
+
+    async def _prepare(
+        self, agent: AgentRecord, channel: AgentChannel
+    ) -> tuple[AgentRecord, Optional[_Memory]]:
+        """Negotiate the API version (retrying as for quotes); the memory to poll with."""
+        runtime_policy = await self._load_runtime_policy(agent)
+        scratch = _Memory(ApiVersion(0, 0), None)  # counts contact failures before we know more
+        while True:
+            try:
+                theirs = await channel.versions()
+                version = negotiate(SUPPORTED_VERSIONS, theirs)
+            except AgentContactError as exc:
+                agent = await self._contact_failed(agent, exc, scratch)
+                if agent.state not in POLLING:
+                    return agent, None
+                continue
+            except AttestProtocolError as exc:
+                failure = event(Component.INTERNAL, "api_version", str(exc)[:200], False)
+                return await self._transition(agent, Event.QUOTE_INVALID, failure=failure), None
+            if str(version) != agent.supported_version:
+                await self._store.update_agent(agent.agent_id, supported_version=str(version))
+            memory = _Memory(version, runtime_policy, await self._load_mb_policy(agent))
+            memory.boottime = agent.boottime
+            memory.contact_failures = scratch.contact_failures
+            return agent, memory
+
+    async def _load_runtime_policy(self, agent: AgentRecord) -> Optional[RuntimePolicy]:
+        record = await self._store.get_runtime_policy(agent.runtime_policy_name)
+        if record is None or not record.has_policy:
+            return None
+        return load_runtime_policy(record.runtime_policy.encode("utf-8"))
+
+    async def _load_mb_policy(self, agent: AgentRecord) -> Optional[MbPolicy]:
+        record = await self._store.get_mb_policy(agent.mb_policy_name)
+        return None if record is None else load_mb_policy(record.mb_policy)
+
+    async def _step(
+        self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
+    ) -> AgentRecord:
+        try:
+            if agent.state in (State.PROVIDE_V, State.PROVIDE_V_RETRY):
+                return await self._provide_v(agent, channel, memory)
+            return await self._quote(agent, channel, memory)
+        except AgentContactError as exc:
+            return await self._contact_failed(agent, exc, memory)
+
+    async def _contact_failed(
+        self, agent: AgentRecord, exc: AgentContactError, memory: _Memory
+    ) -> AgentRecord:
+        memory.contact_failures += 1
+        log.info("agent %s: %s (failure %d)", agent.agent_id, exc.reason, memory.contact_failures)
+        retrying = agent.state in (State.GET_QUOTE_RETRY, State.PROVIDE_V_RETRY)
+        if retrying and memory.contact_failures > self._settings.max_retries:
+            message = f"agent unreachable after {self._settings.max_retries} retries"
+            failure = event(Component.INTERNAL, "unreachable", message, False)
+            return await self._transition(agent, Event.RETRIES_EXHAUSTED, failure=failure)
+        agent = await self._transition(agent, Event.CONTACT_FAILED)
+        await trio.sleep(retry_delay(self._settings, memory.contact_failures))
+        return agent
+
+    async def _provide_v(
+        self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
+    ) -> AgentRecord:
+        if agent.v is None or memory.public_key is None:
+            return await self._transition(agent, Event.V_DELIVERED)  # nothing to deliver
+        await channel.provide_v(memory.version, encrypt_v(memory.public_key, agent.v))
+        memory.contact_failures = 0
+        log.info("agent %s: V delivered", agent.agent_id)
+        return await self._transition(agent, Event.V_DELIVERED)
+
+    async def _quote(
+        self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
+    ) -> AgentRecord:
+        full = memory.public_key is None
+        nonce = new_nonce()
+        request = QuoteRequest(
+            nonce=nonce,
+            mask=quote_mask(
+                agent.tpm_policy,
+                with_ima=memory.runtime_policy is not None,
+                with_mb=memory.mb_policy is not None,
+            ),
+            partial=not full,
+            ima_ml_entry=memory.ima_state.next_entry if memory.ima_state is not None else 0,
+        )
+        try:
+            evidence = parse_evidence(await channel.integrity_quote(memory.version, request))
+        except AgentContactError:
+            raise  # retried by _step; it is an AttestProtocolError too, so it goes first
+        except (AgentProtocolError, AttestProtocolError) as exc:
+            context = {"message": "parsing agent get quote response failed", "data": str(exc)[:200]}
+            failure = event(Component.QUOTE_VALIDATION, "invalid_data", context, False)
+            return await self._transition(agent, Event.QUOTE_INVALID, failure=failure)
+        memory.contact_failures = 0
+        result = check_evidence(self._check_input(agent, memory, nonce), evidence)
+        return await self._record(agent, memory, evidence, result, full=full)
+
+    def _check_input(self, agent: AgentRecord, memory: _Memory, nonce: str) -> CheckInput:
+        return CheckInput(
+            ak_tpm_b64=agent.ak_tpm,
+            nonce=nonce.encode("ascii"),
+            accept_hash_algs=agent.accept_tpm_hash_algs,
+            accept_enc_algs=agent.accept_tpm_encryption_algs,
+            accept_sign_algs=agent.accept_tpm_signing_algs,
+            tpm_policy=parse_tpm_policy(agent.tpm_policy),
+            public_key_pem=memory.public_key,
+            previous_clock=memory.clock,
+            runtime_policy=memory.runtime_policy,
+            ima_state=memory.ima_state,
+            boottime=memory.boottime,
+            mb_policy=memory.mb_policy,
+        )
+
+    async def _record(
+        self,
+        agent: AgentRecord,
+        memory: _Memory,
+        evidence: Evidence,
+        result: CheckResult,
+        *,
+        full: bool,
+    ) -> AgentRecord:
+        now = int(time.time())
+        if not result.ok:
+            return await self._transition(
+                agent,
+                Event.QUOTE_INVALID,
+                failure=most_severe(result.failures),
+                last_received_quote=now,
+            )
+        if full and result.public_key_pem is None:
+            failure = event(
+                Component.QUOTE_VALIDATION, "no_pubkey", "agent sent no public key", False
+            )
+            return await self._transition(agent, Event.QUOTE_INVALID, failure=failure)
+        memory.public_key = result.public_key_pem
+        memory.clock = result.clock
+        memory.ima_state = result.ima_state
+        memory.boottime = evidence.boottime
+        v_due = full and agent.v is not None and agent.state in (State.START, State.GET_QUOTE_RETRY)
+        ev = Event.QUOTE_OK_V_DUE if v_due else Event.QUOTE_OK
+        agent = await self._transition(agent, ev, **_attested(agent, evidence, memory, now))
+        if agent.state is State.GET_QUOTE:
+            await trio.sleep(self._settings.quote_interval)
+        return agent
+
+
+def _attested(agent: AgentRecord, evidence: Evidence, memory: _Memory, now: int) -> dict[str, Any]:
+    """The columns a good quote updates (Keylime: attestation_count, timestamps, algorithms)."""
+    return {
+        "public_key": memory.public_key or "",
+        "hash_alg": evidence.hash_alg,
+        "enc_alg": evidence.enc_alg,
+        "sign_alg": evidence.sign_alg,
+        "boottime": evidence.boottime,
+        "attestation_count": agent.attestation_count + 1,
+        "last_received_quote": now,
+        "last_successful_attestation": now,
+    }

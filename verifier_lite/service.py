@@ -1,0 +1,219 @@
+"""The verifier's operations behind the REST routes: store writes plus engine start/stop.
+
+Behaviour follows keylime/cloud_verifier_tornado.py (7.14.3): adding an existing agent or a
+named policy that already exists is 409; a named policy that does not exist is 404; no
+runtime policy means the empty policy stored under the agent's id; ``stop`` sets
+TENANT_FAILED and ends polling; ``reactivate`` sets START and polls again.  Unlike Keylime,
+DELETE always answers 200: the agent's task is cancelled first, so no poll is in flight to
+wait for (Keylime answers 202 and finishes later).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Optional
+
+from attest_protocol.api_version import CURRENT_VERSION, ApiVersion
+from attest_protocol.errors import ParseError
+from verifier_lite.agent_client import MTLS_DISABLED
+from verifier_lite.config import VerifierConfig
+from verifier_lite.engine import Engine
+from verifier_lite.errors import (
+    AgentNotFoundError,
+    ConflictError,
+    PolicyNotFoundError,
+    RequestError,
+)
+from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord, status_view
+from verifier_lite.states import Event, State, next_state
+from verifier_lite.store import VerifierStore
+from verifier_lite.validation import AddAgentRequest
+
+log = logging.getLogger("limelet.verifier")
+
+# Keylime's get_maximum_attestation_interval: a quote is overdue after this many periods.
+MAX_INTERVAL_PERIODS = 3
+# Keylime ima.EMPTY_RUNTIME_POLICY stand-in: stored, but it means "no IMA checks".
+EMPTY_RUNTIME_POLICY = ""
+
+
+class Verifier:
+    def __init__(self, store: VerifierStore, engine: Engine, config: VerifierConfig) -> None:
+        self.store = store
+        self.engine = engine
+        self.config = config
+
+    async def _agent(self, agent_id: str) -> AgentRecord:
+        agent = await self.store.get_agent(agent_id)
+        if agent is None or agent.verifier_id != self.config.uuid:
+            raise AgentNotFoundError(agent_id)
+        return agent
+
+    async def status(self, agent_id: str) -> dict[str, Any]:
+        return await self._view(await self._agent(agent_id))
+
+    async def _view(self, agent: AgentRecord) -> dict[str, Any]:
+        runtime = await self.store.get_runtime_policy(agent.runtime_policy_name)
+        mb = await self.store.get_mb_policy(agent.mb_policy_name)
+        interval = self.config.quote_interval
+        return status_view(
+            agent,
+            has_runtime_policy=runtime is not None and runtime.has_policy,
+            has_mb_policy=mb is not None and mb.mb_policy is not None,
+            quote_interval=interval,
+            max_interval=interval * MAX_INTERVAL_PERIODS,
+        )
+
+    async def list_ids(self, verifier_id: Optional[str]) -> list[list[str]]:
+        # Keylime answers SQLAlchemy rows, which JSON-encode as one-element lists.
+        return [[a.agent_id] for a in await self.store.list_agents(verifier_id)]
+
+    async def bulk(self, verifier_id: Optional[str]) -> dict[str, Any]:
+        return {a.agent_id: await self._view(a) for a in await self.store.list_agents(verifier_id)}
+
+    async def add(self, agent_id: str, req: AddAgentRequest) -> None:
+        if self.config.enable_agent_mtls and req.mtls_cert in (None, "", MTLS_DISABLED):
+            # Keylime's text for the same refusal (enable_agent_mtls = True).
+            raise RequestError("mtls_cert", "mTLS certificate for agent is required!")
+        runtime = await self._runtime_policy_for(agent_id, req)
+        mb = await self._mb_policy_for(agent_id, req)
+        await self.store.add_agent(self._record(agent_id, req, runtime.name, mb.name), runtime, mb)
+        log.info("agent %s added; polling %s:%d", agent_id, req.ip, req.port)
+        self.engine.start(agent_id)
+
+    async def _runtime_policy_for(self, agent_id: str, req: AddAgentRequest) -> RuntimePolicyRecord:
+        name = req.runtime_policy_name
+        if name:
+            stored = await self.store.get_runtime_policy(name)
+            if req.runtime_policy and stored is not None:
+                raise ConflictError(f"IMA policy with name {name} already exists.")
+            if not req.runtime_policy:
+                if stored is None:
+                    raise PolicyNotFoundError("IMA policy", name)
+                return stored
+        text = req.runtime_policy or EMPTY_RUNTIME_POLICY
+        return RuntimePolicyRecord(name or agent_id, text, None, bool(text))
+
+    async def _mb_policy_for(self, agent_id: str, req: AddAgentRequest) -> MbPolicyRecord:
+        name = req.mb_policy_name or agent_id
+        stored = await self.store.get_mb_policy(name)
+        if req.mb_policy is not None and stored is not None:
+            raise ConflictError(f"mb_policy with name {name} already exists.")
+        if req.mb_policy_name and req.mb_policy is None and stored is None:
+            raise PolicyNotFoundError("mb_policy", name)
+        return stored if stored is not None else MbPolicyRecord(name, req.mb_policy)
+
+    def _record(self, agent_id: str, req: AddAgentRequest, runtime: str, mb: str) -> AgentRecord:
+        version = req.supported_version or str(CURRENT_VERSION)
+        try:
+            ApiVersion.parse(version)
+        except ParseError:
+            version = str(CURRENT_VERSION)
+        return AgentRecord(
+            agent_id=agent_id,
+            v=req.v,
+            ip=req.ip,
+            port=req.port,
+            operational_state=int(State.START),
+            public_key="",
+            tpm_policy=req.tpm_policy,
+            meta_data=req.metadata,
+            ima_sign_verification_keys=req.ima_sign_verification_keys,
+            revocation_key=req.revocation_key,
+            accept_tpm_hash_algs=req.accept_tpm_hash_algs,
+            accept_tpm_encryption_algs=req.accept_tpm_encryption_algs,
+            accept_tpm_signing_algs=req.accept_tpm_signing_algs,
+            hash_alg="",
+            enc_alg="",
+            sign_alg="",
+            boottime=0,
+            supported_version=version,
+            mtls_cert=req.mtls_cert,
+            ak_tpm=req.ak_tpm,
+            verifier_id=self.config.uuid,
+            verifier_ip=req.verifier_ip or self.config.ip,
+            verifier_port=req.verifier_port or self.config.port,
+            severity_level=None,
+            last_event_id=None,
+            attestation_count=0,
+            last_received_quote=0,
+            last_successful_attestation=0,
+            runtime_policy_name=runtime,
+            mb_policy_name=mb,
+        )
+
+    async def delete(self, agent_id: str) -> None:
+        agent = await self._agent(agent_id)
+        self.engine.stop(agent_id)
+        # TERMINATED first: should the delete fail, the row says polling has ended.
+        terminated = next_state(agent.state, Event.DELETE)
+        await self.store.update_agent(agent_id, operational_state=int(terminated))
+        await self.store.delete_agent(agent_id)
+        log.info("agent %s deleted", agent_id)
+
+    async def stop(self, agent_id: str) -> None:
+        agent = await self._agent(agent_id)
+        self.engine.stop(agent_id)
+        new = next_state(agent.state, Event.STOP)
+        await self.store.update_agent(agent_id, operational_state=int(new))
+
+    async def reactivate(self, agent_id: str) -> None:
+        agent = await self._agent(agent_id)
+        self.engine.stop(agent_id)  # a running task must not write after our START
+        new = next_state(agent.state, Event.REACTIVATE)
+        await self.store.update_agent(agent_id, operational_state=int(new))
+        self.engine.start(agent_id)
+
+    # Runtime policies (``/allowlists``) and measured-boot policies (``/mbpolicies``).
+
+    async def add_runtime_policy(
+        self, name: str, text: str, tpm_policy: Optional[str], *, update: bool
+    ) -> None:
+        record = RuntimePolicyRecord(name, text, tpm_policy, bool(text))
+        if not await self.store.add_runtime_policy(record, replace=update):
+            if update:
+                raise PolicyNotFoundError("Runtime policy", name)
+            raise ConflictError(f"Runtime policy with name {name} already exists")
+
+    async def runtime_policy(self, name: str) -> dict[str, Any]:
+        record = await self.store.get_runtime_policy(name)
+        if record is None:
+            raise PolicyNotFoundError("Runtime policy", name)
+        # Keylime's response keys, including its "tmp_policy" spelling.
+        return {
+            "name": record.name,
+            "tmp_policy": record.tpm_policy,
+            "runtime_policy": record.runtime_policy,
+        }
+
+    async def delete_runtime_policy(self, name: str) -> None:
+        await self.runtime_policy(name)
+        users = await self.store.policy_users("runtime", name)
+        if users:
+            raise ConflictError(
+                f"Can't delete allowlist as it's currently in use by agent {users[0]}"
+            )
+        await self.store.delete_runtime_policy(name)
+
+    async def add_mb_policy(self, name: str, text: Optional[str], *, update: bool) -> None:
+        if not await self.store.add_mb_policy(MbPolicyRecord(name, text), replace=update):
+            if update:
+                raise PolicyNotFoundError("Measured boot policy", name)
+            raise ConflictError(f"Measured boot policy with name {name} already exists")
+
+    async def mb_policy(self, name: str) -> dict[str, Any]:
+        record = await self.store.get_mb_policy(name)
+        if record is None:
+            raise PolicyNotFoundError("Measured boot policy", name)
+        policy = json.loads(record.mb_policy) if record.mb_policy else None
+        return {"name": record.name, "mb_policy": policy}
+
+    async def delete_mb_policy(self, name: str) -> None:
+        await self.mb_policy(name)
+        users = await self.store.policy_users("mb", name)
+        if users:
+            raise ConflictError(
+                f"Can't delete mb_policy as it's currently in use by agent {users[0]}"
+            )
+        await self.store.delete_mb_policy(name)

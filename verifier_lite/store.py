@@ -1,0 +1,280 @@
+"""Where the verifier's state lives: a ``VerifierStore`` Protocol and its SQLite implementation.
+
+Like registrar_lite/store.py: stdlib ``sqlite3`` in a worker thread behind a one-slot
+CapacityLimiter, WAL mode, explicit ``BEGIN IMMEDIATE`` where a check and a write must be one
+step (adding an agent whose name is free).  Everything the REST API returns is a column, so
+nothing is lost on restart; list fields are JSON arrays.
+
+Schema::
+
+    verifier_agents(agent_id PRIMARY KEY, <every AgentRecord field>)
+    runtime_policies(name PRIMARY KEY, runtime_policy, tpm_policy, has_policy)
+    mb_policies(name PRIMARY KEY, mb_policy)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import astuple, fields
+from pathlib import Path
+from typing import Any, Optional, Protocol, TypeVar
+
+import trio
+
+from verifier_lite.errors import ConflictError
+from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+_COLUMNS = tuple(f.name for f in fields(AgentRecord))
+_LIST_COLUMNS = frozenset(
+    {"accept_tpm_hash_algs", "accept_tpm_encryption_algs", "accept_tpm_signing_algs"}
+)
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS verifier_agents (agent_id TEXT PRIMARY KEY NOT NULL, "
+    f"{', '.join(c for c in _COLUMNS if c != 'agent_id')})",
+    "CREATE TABLE IF NOT EXISTS runtime_policies (name TEXT PRIMARY KEY NOT NULL, "
+    "runtime_policy TEXT NOT NULL, tpm_policy TEXT, has_policy INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mb_policies (name TEXT PRIMARY KEY NOT NULL, mb_policy TEXT)",
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
+_INSERT = (
+    f"INSERT INTO verifier_agents ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+
+
+class VerifierStore(Protocol):
+    async def add_agent(
+        self,
+        agent: AgentRecord,
+        runtime_policy: Optional[RuntimePolicyRecord],
+        mb_policy: Optional[MbPolicyRecord],
+    ) -> None:
+        """Insert the agent and any new policies in one transaction; ConflictError if taken."""
+        ...
+
+    async def get_agent(self, agent_id: str) -> Optional[AgentRecord]: ...
+
+    async def list_agents(self, verifier_id: Optional[str] = None) -> list[AgentRecord]: ...
+
+    async def update_agent(self, agent_id: str, **changes: Any) -> bool:
+        """Set some columns; False when the agent is gone (deleted meanwhile)."""
+        ...
+
+    async def delete_agent(self, agent_id: str) -> bool: ...
+
+    async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
+        """Insert (``replace=False``; False if the name exists) or update (False if absent)."""
+        ...
+
+    async def get_runtime_policy(self, name: str) -> Optional[RuntimePolicyRecord]: ...
+
+    async def runtime_policy_names(self) -> list[str]: ...
+
+    async def delete_runtime_policy(self, name: str) -> bool: ...
+
+    async def add_mb_policy(self, policy: MbPolicyRecord, *, replace: bool) -> bool: ...
+
+    async def get_mb_policy(self, name: str) -> Optional[MbPolicyRecord]: ...
+
+    async def mb_policy_names(self) -> list[str]: ...
+
+    async def delete_mb_policy(self, name: str) -> bool: ...
+
+    async def policy_users(self, kind: str, name: str) -> list[str]:
+        """Agent ids whose ``runtime_policy_name`` (kind "runtime") or ``mb_policy_name``."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _to_row(agent: AgentRecord) -> tuple[Any, ...]:
+    return tuple(
+        json.dumps(list(value)) if name in _LIST_COLUMNS else value
+        for name, value in zip(_COLUMNS, astuple(agent))
+    )
+
+
+def _from_row(row: tuple[Any, ...]) -> AgentRecord:
+    values: dict[str, Any] = {
+        name: tuple(json.loads(value)) if name in _LIST_COLUMNS else value
+        for name, value in zip(_COLUMNS, row)
+    }
+    return AgentRecord(**values)
+
+
+class SqliteVerifierStore:
+    """``VerifierStore`` on one sqlite3 connection used from one worker thread at a time."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteVerifierStore:
+        return cls(await trio.to_thread.run_sync(_connect, path))
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+
+    async def add_agent(
+        self,
+        agent: AgentRecord,
+        runtime_policy: Optional[RuntimePolicyRecord],
+        mb_policy: Optional[MbPolicyRecord],
+    ) -> None:
+        await self._run(lambda conn: _add_agent(conn, agent, runtime_policy, mb_policy))
+
+    async def get_agent(self, agent_id: str) -> Optional[AgentRecord]:
+        def query(conn: sqlite3.Connection) -> Optional[AgentRecord]:
+            row = conn.execute(f"{_SELECT} WHERE agent_id = ?", (agent_id,)).fetchone()
+            return None if row is None else _from_row(tuple(row))
+
+        return await self._run(query)
+
+    async def list_agents(self, verifier_id: Optional[str] = None) -> list[AgentRecord]:
+        def query(conn: sqlite3.Connection) -> list[AgentRecord]:
+            if verifier_id is None:
+                rows = conn.execute(f"{_SELECT} ORDER BY agent_id")
+            else:
+                sql = f"{_SELECT} WHERE verifier_id = ? ORDER BY agent_id"
+                rows = conn.execute(sql, (verifier_id,))
+            return [_from_row(tuple(r)) for r in rows]
+
+        return await self._run(query)
+
+    async def update_agent(self, agent_id: str, **changes: Any) -> bool:
+        unknown = set(changes) - set(_COLUMNS) | ({"agent_id"} & set(changes))
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        names = sorted(changes)
+        values = [json.dumps(list(changes[n])) if n in _LIST_COLUMNS else changes[n] for n in names]
+        assignments = ", ".join(f"{n} = ?" for n in names)  # names checked against _COLUMNS
+        sql = f"UPDATE verifier_agents SET {assignments} WHERE agent_id = ?"  # noqa: S608
+        return await self._run(lambda c: c.execute(sql, (*values, agent_id)).rowcount > 0)
+
+    async def delete_agent(self, agent_id: str) -> bool:
+        sql = "DELETE FROM verifier_agents WHERE agent_id = ?"
+        return await self._run(lambda c: c.execute(sql, (agent_id,)).rowcount > 0)
+
+    async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
+        row = (policy.runtime_policy, policy.tpm_policy, int(policy.has_policy), policy.name)
+        if replace:
+            sql = (
+                "UPDATE runtime_policies SET runtime_policy = ?, tpm_policy = ?, has_policy = ? "
+                "WHERE name = ?"
+            )
+        else:
+            sql = (
+                "INSERT OR IGNORE INTO runtime_policies (runtime_policy, tpm_policy, has_policy, "
+                "name) VALUES (?, ?, ?, ?)"
+            )
+        return await self._run(lambda c: c.execute(sql, row).rowcount > 0)
+
+    async def get_runtime_policy(self, name: str) -> Optional[RuntimePolicyRecord]:
+        sql = (
+            "SELECT name, runtime_policy, tpm_policy, has_policy FROM runtime_policies "
+            "WHERE name = ?"
+        )
+
+        def query(conn: sqlite3.Connection) -> Optional[RuntimePolicyRecord]:
+            row = conn.execute(sql, (name,)).fetchone()
+            if row is None:
+                return None
+            return RuntimePolicyRecord(row[0], row[1], row[2], bool(row[3]))
+
+        return await self._run(query)
+
+    async def runtime_policy_names(self) -> list[str]:
+        sql = "SELECT name FROM runtime_policies ORDER BY name"
+        return await self._run(lambda c: [str(r[0]) for r in c.execute(sql)])
+
+    async def delete_runtime_policy(self, name: str) -> bool:
+        sql = "DELETE FROM runtime_policies WHERE name = ?"
+        return await self._run(lambda c: c.execute(sql, (name,)).rowcount > 0)
+
+    async def add_mb_policy(self, policy: MbPolicyRecord, *, replace: bool) -> bool:
+        if replace:
+            sql = "UPDATE mb_policies SET mb_policy = ? WHERE name = ?"
+        else:
+            sql = "INSERT OR IGNORE INTO mb_policies (mb_policy, name) VALUES (?, ?)"
+        row = (policy.mb_policy, policy.name)
+        return await self._run(lambda c: c.execute(sql, row).rowcount > 0)
+
+    async def get_mb_policy(self, name: str) -> Optional[MbPolicyRecord]:
+        sql = "SELECT name, mb_policy FROM mb_policies WHERE name = ?"
+
+        def query(conn: sqlite3.Connection) -> Optional[MbPolicyRecord]:
+            row = conn.execute(sql, (name,)).fetchone()
+            return None if row is None else MbPolicyRecord(row[0], row[1])
+
+        return await self._run(query)
+
+    async def mb_policy_names(self) -> list[str]:
+        sql = "SELECT name FROM mb_policies ORDER BY name"
+        return await self._run(lambda c: [str(r[0]) for r in c.execute(sql)])
+
+    async def delete_mb_policy(self, name: str) -> bool:
+        sql = "DELETE FROM mb_policies WHERE name = ?"
+        return await self._run(lambda c: c.execute(sql, (name,)).rowcount > 0)
+
+    async def policy_users(self, kind: str, name: str) -> list[str]:
+        column = {"runtime": "runtime_policy_name", "mb": "mb_policy_name"}[kind]
+        sql = f"SELECT agent_id FROM verifier_agents WHERE {column} = ?"  # noqa: S608 - fixed
+        return await self._run(lambda c: [str(r[0]) for r in c.execute(sql, (name,))])
+
+    async def aclose(self) -> None:
+        await self._run(lambda conn: conn.close())
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path),
+        timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,  # autocommit; BEGIN IMMEDIATE where it matters
+        check_same_thread=False,  # one thread at a time, guaranteed by the limiter
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    return conn
+
+
+def _add_agent(
+    conn: sqlite3.Connection,
+    agent: AgentRecord,
+    runtime_policy: Optional[RuntimePolicyRecord],
+    mb_policy: Optional[MbPolicyRecord],
+) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        taken = conn.execute(
+            "SELECT 1 FROM verifier_agents WHERE agent_id = ?", (agent.agent_id,)
+        ).fetchone()
+        if taken is not None:
+            raise ConflictError(
+                f"Agent of uuid {agent.agent_id} already exists. Please use delete or update."
+            )
+        if runtime_policy is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO runtime_policies VALUES (?, ?, ?, ?)",
+                (
+                    runtime_policy.name,
+                    runtime_policy.runtime_policy,
+                    runtime_policy.tpm_policy,
+                    int(runtime_policy.has_policy),
+                ),
+            )
+        if mb_policy is not None:
+            sql = "INSERT OR IGNORE INTO mb_policies VALUES (?, ?)"
+            conn.execute(sql, (mb_policy.name, mb_policy.mb_policy))
+        conn.execute(_INSERT, _to_row(agent))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
