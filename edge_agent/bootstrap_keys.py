@@ -30,14 +30,14 @@ The class is pure state; :func:`decrypt_half` is the one crypto call on the NK. 
 from __future__ import annotations
 
 import collections
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass
 from typing import Optional
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from attest_protocol import bootstrap_keys as crypto
+from attest_protocol.bootstrap_keys import AUTH_TAG_BYTES, hmac_sha384_hex
 
 __all__ = [
     "AUTH_TAG_BYTES",
@@ -57,11 +57,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Keylime's bootstrap key is an AES-256 key (keylime/crypto.py generate_random_key(32)), and
-# so is each half (rust-keylime SymmKey::try_from refuses other lengths).
-SYMMETRIC_KEY_BYTES = 32
-# HMAC-SHA384 (keylime/crypto.py do_hmac) is 48 bytes, 96 hex digits.
-AUTH_TAG_BYTES = 48
+SYMMETRIC_KEY_BYTES = crypto.KEY_BYTES
 # Halves waiting for their partner, per kind.  One tenant and one verifier send one each; a
 # few retries fit.  Bounded so that a client cannot grow the lists (and the U x V pairs tried
 # on each arrival) without limit: the oldest half is dropped first.
@@ -122,27 +118,19 @@ class DerivedKey:
         return f"DerivedKey(payload={self.payload is not None})"
 
 
-def hmac_sha384_hex(key: bytes, message: bytes) -> str:
-    return hmac.new(key, message, hashlib.sha384).hexdigest()
-
-
 def decrypt_half(nk: rsa.RSAPrivateKey, encrypted: bytes) -> bytes:
     """Decrypt one half with the NK (RSA-OAEP, MGF1 and hash SHA-1, no label)."""
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
     try:
-        half = nk.decrypt(encrypted, oaep)
-    except ValueError as exc:
-        raise KeyHalfError("encrypted_key does not decrypt with the agent's NK") from exc
-    if len(half) != SYMMETRIC_KEY_BYTES:
-        raise KeyHalfError(f"decrypted key is not {SYMMETRIC_KEY_BYTES} bytes")
-    return half
+        return crypto.decrypt_share(nk, encrypted)
+    except crypto.KeyShareError as exc:
+        raise KeyHalfError(exc.reason) from exc
 
 
 class BootstrapKeys:
     """Collects halves until one U/V pair yields a K that matches the U's auth tag."""
 
     def __init__(self, agent_id: str, *, max_halves: int = MAX_STORED_HALVES) -> None:
-        self._agent_id = agent_id.encode()
+        self._agent_id = agent_id
         self._u: collections.deque[UHalf] = collections.deque(maxlen=max_halves)
         self._v: collections.deque[VHalf] = collections.deque(maxlen=max_halves)
         self._k: Optional[bytes] = None
@@ -175,9 +163,8 @@ class BootstrapKeys:
     def _combine(self) -> Optional[DerivedKey]:
         for u in self._u:
             for v in self._v:
-                k = bytes(a ^ b for a, b in zip(u.key, v.key))
-                tag = hmac.new(k, self._agent_id, hashlib.sha384).digest()
-                if hmac.compare_digest(tag, u.auth_tag):
+                k = crypto.xor(u.key, v.key)
+                if crypto.auth_tag_matches(k, self._agent_id, u.auth_tag):
                     log.info("Derived the bootstrap key K from a U/V pair")
                     self._k = k
                     self._u.clear()

@@ -13,13 +13,11 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Optional
 
 import trio
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
-
-from attest_protocol.cli import base_parser
+from attest_protocol.cli import add_config_arguments, base_parser, service_main
 from registrar_lite.config import RegistrarConfig, load_config
 from registrar_lite.errors import RegistrarError
 from registrar_lite.server import serve_registrar
@@ -38,42 +36,25 @@ async def _run(config: RegistrarConfig) -> None:
                 break
 
 
+def _checked_config(path: Optional[Path]) -> RegistrarConfig:
+    config = load_config(path)
+    config.sqlite_path()  # a database_url we cannot open is a configuration error
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser(
         "limelet-registrar",
         "the limelet registrar: enrols agent TPM identities (Keylime registrar API)",
     )
-    parser.add_argument("-c", "--config", type=Path, help="TOML configuration file")
-    parser.add_argument(
-        "--check-config", action="store_true", help="validate the configuration and exit"
+    add_config_arguments(parser)
+    return service_main(
+        parser,
+        argv,
+        load_config=_checked_config,
+        run=lambda config: trio.run(partial(_run, config)),
+        errors=(RegistrarError,),
     )
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-        config.sqlite_path()
-    except RegistrarError as exc:
-        print(f"limelet-registrar: {exc}", file=sys.stderr)
-        return 2
-    if args.check_config:
-        print("limelet-registrar: configuration OK")
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        trio.run(partial(_run, config))
-    except BaseExceptionGroup as group:
-        cause = _single(group)
-        if not isinstance(cause, (RegistrarError, OSError)):  # ssl.SSLError is an OSError
-            raise
-        print(f"limelet-registrar: cannot start: {cause}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _single(exc: BaseException) -> BaseException:
-    """The one error inside nested single-member groups (the nursery wraps start-up errors)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 if __name__ == "__main__":

@@ -14,18 +14,19 @@ Keylime resolves them against its ``tls_dir``.  ``database_url = "sqlite"`` mean
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
+from attest_protocol.settings import (
+    SQLITE_URL_FORMS,
+    SettingsError,
+    load_settings,
+    range_error,
+    sqlite_file,
+)
 from registrar_lite.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10 only
-    import tomli as tomllib
 
 ENV_PREFIX = "LIMELET_REGISTRAR_"
 DEFAULT_IP = "127.0.0.1"
@@ -48,8 +49,6 @@ DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5.0
 DEFAULT_READ_TIMEOUT_SECONDS = 10.0
 DEFAULT_KEEP_ALIVE_SECONDS = 5.0
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 2.0
-_MAX_PORT = 65535
-_SQLITE_URL_PREFIX = "sqlite:///"
 
 
 @dataclass(frozen=True)
@@ -72,14 +71,13 @@ class RegistrarConfig:
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
 
     def __post_init__(self) -> None:
-        for key in ("port", "tls_port"):
-            value = getattr(self, key)
-            # 0 asks the kernel for a free port (tests); otherwise a real port number.
-            if not 0 <= value <= _MAX_PORT:
-                raise ConfigError(key, f"{value} is not a TCP port")
-        for key in ("max_body_bytes", "handshake_timeout_seconds", "read_timeout_seconds"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(key, "must be positive")
+        bad = range_error(
+            self,
+            ports=("port", "tls_port"),
+            positive=("max_body_bytes", "handshake_timeout_seconds", "read_timeout_seconds"),
+        )
+        if bad is not None:
+            raise ConfigError(*bad)
 
     def _tls_path(self, value: str) -> Path:
         base = Path(self.data_dir) / self.tls_dir
@@ -103,64 +101,20 @@ class RegistrarConfig:
 
     def sqlite_path(self) -> Path:
         """The database file named by ``database_url`` (only SQLite is implemented)."""
-        url = self.database_url
-        if url == "sqlite":
-            return Path(self.data_dir) / SQLITE_DEFAULT_FILE
-        # SQLAlchemy's form, as Keylime writes it: sqlite:///relative or sqlite:////absolute.
-        if url.startswith(_SQLITE_URL_PREFIX) and len(url) > len(_SQLITE_URL_PREFIX):
-            path = Path(url[len(_SQLITE_URL_PREFIX) :])
-            return path if path.is_absolute() else Path(self.data_dir) / path
-        raise ConfigError("database_url", "only 'sqlite' and 'sqlite:///PATH' are supported")
-
-
-_FIELDS = {f.name: f for f in fields(RegistrarConfig)}
-
-
-def _coerce(key: str, value: Any) -> Any:
-    kind = type(getattr(RegistrarConfig(), key))
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and kind is not str:
-        try:
-            return kind(value)
-        except ValueError:
-            raise ConfigError(key, f"expected {kind.__name__}") from None
-    if type(value) is not kind:
-        raise ConfigError(key, f"expected {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def config_from_mapping(values: Mapping[str, Any]) -> RegistrarConfig:
-    """Build a config; an unknown key or a value of the wrong type is a ConfigError."""
-    options: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in _FIELDS:
-            raise ConfigError(key, "unknown option")
-        options[key] = _coerce(key, value)
-    return RegistrarConfig(**options)
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
-    """``LIMELET_REGISTRAR_TLS_PORT=9001`` -> ``{"tls_port": "9001"}``; unknown names fail later."""
-    return {
-        name[len(ENV_PREFIX) :].lower(): value
-        for name, value in environ.items()
-        if name.startswith(ENV_PREFIX)
-    }
+        path = sqlite_file(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE)
+        if path is None:
+            raise ConfigError("database_url", SQLITE_URL_FORMS)
+        return path
 
 
 def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> RegistrarConfig:
     """Read ``path`` (TOML; absent means all defaults), then apply the environment."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
-        section = document.pop("registrar", {})
-        if not isinstance(section, dict):
-            raise ConfigError("registrar", "must be a table")
-        values.update(document)
-        values.update(section)
-    values.update(env_overrides(environ))
-    return config_from_mapping(values)
+    try:
+        text = None if path is None else path.read_text(encoding="utf-8")
+        return load_settings(
+            RegistrarConfig, text, str(path), environ, ENV_PREFIX, sections=("registrar",)
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
+    except SettingsError as exc:
+        raise ConfigError(exc.key, exc.detail) from exc

@@ -16,12 +16,16 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from attest_protocol.ek_trust import (
+    MAX_TRUST_FILE_BYTES,
+    chains_to_store,
+    parse_cert_store,
+    same_public_key,
+)
 from attest_protocol.tpm2.public import (
     AttestationKeyError,
     TpmPublic,
@@ -31,76 +35,25 @@ from attest_protocol.tpm2.public import (
 from registrar_lite.errors import ConfigError, UntrustedIdentityError
 from registrar_lite.validation import Registration, load_cert
 
-if TYPE_CHECKING:
-    # cryptography < 40 (Debian 12 ships 38) lacks this alias; it is only a type.
-    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-
-# An EK chain is manufacturer root -> (one or two intermediates) -> EK; 8 is generous and
-# stops a loop of cross-signed certificates.
-MAX_CHAIN_DEPTH = 8
-# Files in the trust store larger than this are not certificates someone meant to add.
-MAX_TRUST_FILE_BYTES = 1024 * 1024
-_PEM_MARK = b"-----BEGIN CERTIFICATE-----"
-
 
 def load_trust_store(directory: Path) -> tuple[x509.Certificate, ...]:
     """Every certificate (PEM, possibly several per file, or DER) in ``directory``."""
     if not directory.is_dir():
         raise ConfigError("tpm_cert_store", f"{directory} is not a directory")
-    certs: list[x509.Certificate] = []
-    for path in sorted(directory.iterdir()):
-        if not path.is_file() or path.stat().st_size > MAX_TRUST_FILE_BYTES:
-            continue
-        data = path.read_bytes()
-        try:
-            if _PEM_MARK in data:
-                certs.extend(x509.load_pem_x509_certificates(data))
-            else:
-                certs.append(x509.load_der_x509_certificate(data))
-        except ValueError:
-            continue  # READMEs, keys, CRLs: not ours to trust
+    files = {
+        path.name: path.read_bytes()
+        for path in directory.iterdir()
+        if path.is_file() and path.stat().st_size <= MAX_TRUST_FILE_BYTES
+    }
+    certs = parse_cert_store(files)
     if not certs:
         raise ConfigError("tpm_cert_store", f"no CA certificates found in {directory}")
-    return tuple(certs)
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _in_validity(cert: x509.Certificate, now: datetime.datetime) -> bool:
-    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
-
-
-def chains_to_store(
-    cert: x509.Certificate, store: Sequence[x509.Certificate], now: datetime.datetime
-) -> bool:
-    """True when a signature path leads from ``cert`` to a self-signed certificate in ``store``."""
-    current = cert
-    for _ in range(MAX_CHAIN_DEPTH):
-        if not _in_validity(current, now):
-            return False
-        parents = [c for c in store if c.subject == current.issuer and _issued_by(current, c)]
-        if not parents:
-            return False
-        parent = parents[0]
-        if parent.subject == parent.issuer and _issued_by(parent, parent):
-            return _in_validity(parent, now)
-        current = parent
-    return False
-
-
-def _spki(key: CertificatePublicKeyTypes) -> bytes:
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return certs
 
 
 def _check_key_matches(tpm_field: str, tpm: bytes, cert_field: str, der: bytes) -> None:
     public = parse_tpm2b_public(tpm).public_key()
-    if _spki(public) != _spki(load_cert(cert_field, der).public_key()):
+    if not same_public_key(public, load_cert(cert_field, der).public_key()):
         raise UntrustedIdentityError(tpm_field, f"must contain the same public key as {cert_field}")
 
 

@@ -26,12 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from attest_protocol.bootstrap_keys import (
+    SplitKey,
+    encrypt_payload,
+    encrypt_to_nk,
+    hmac_sha384_hex,
+    split_key,
+)
 from tenant_lite import agent, commands, services
 from tenant_lite.certpkg import build_package
 from tenant_lite.config import TenantConfig
 from tenant_lite.errors import AttestationError, ServiceError, UsageError
 from tenant_lite.http import ServiceClient
-from tenant_lite.keys import SplitKey, encrypt_payload, encrypt_to_nk, hmac_hex, split_key
 from tenant_lite.policy import AgentPolicies, build_policies
 from tenant_lite.trust import check_identity_quote, ek_checks
 
@@ -168,7 +174,7 @@ def _deliver_u(
         return
     body: dict[str, Any] = {
         "encrypted_key": base64.b64encode(encrypt_to_nk(pubkey, prepared.key.u)).decode(),
-        "auth_tag": hmac_hex(prepared.key.k, args.agent_id),
+        "auth_tag": hmac_sha384_hex(prepared.key.k, args.agent_id),
     }
     if prepared.payload is not None:
         body["payload"] = prepared.payload.decode("ascii")
@@ -194,7 +200,7 @@ def _verify_key(
 ) -> None:
     """Step 7: retry while the agent waits for V from the verifier, then give up and stop."""
     challenge = agent.random_text()
-    expected = hmac_hex(key.k, challenge)
+    expected = hmac_sha384_hex(key.k, challenge)
     for _ in range(config.max_retries):
         mac = agent.derived_key_hmac(client, challenge)
         if mac is not None and hmac.compare_digest(mac, expected):

@@ -16,18 +16,13 @@ naming it. Relative certificate paths resolve against ``tls_dir``, as in Keylime
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
+from attest_protocol.settings import SettingsError, load_settings, range_error
 from tenant_lite.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10 only
-    import tomli as tomllib
 
 ENV_PREFIX = "LIMELET_TENANT_"
 # The environment variable that names the config file when -c is not given.
@@ -55,7 +50,6 @@ DEFAULT_RETRY_INTERVAL_SECONDS = 1.0
 DEFAULT_HASH_ALGS = "sha512,sha384,sha256"
 DEFAULT_ENCRYPTION_ALGS = "ecc,rsa"
 DEFAULT_SIGNING_ALGS = "ecschnorr,rsassa,ecdsa"
-_MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -82,14 +76,15 @@ class TenantConfig:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
-        for key in ("verifier_port", "registrar_port", "registrar_tls_port"):
-            if not 0 < getattr(self, key) <= _MAX_PORT:
-                raise ConfigError(key, f"{getattr(self, key)} is not a TCP port")
-        for key in ("max_payload_size", "request_timeout", "max_retries"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(key, "must be positive")
-        if self.retry_interval < 0:
-            raise ConfigError("retry_interval", "must not be negative")
+        bad = range_error(
+            self,
+            ports=("verifier_port", "registrar_port", "registrar_tls_port"),
+            port_zero_ok=False,
+            positive=("max_payload_size", "request_timeout", "max_retries"),
+            non_negative=("retry_interval",),
+        )
+        if bad is not None:
+            raise ConfigError(*bad)
 
     def tls_path(self, value: str) -> Path:
         return Path(value) if Path(value).is_absolute() else Path(self.tls_dir) / value
@@ -108,49 +103,6 @@ class TenantConfig:
         return frozenset(a.strip().lower() for a in text.split(",") if a.strip())
 
 
-_FIELDS = {f.name: f for f in fields(TenantConfig)}
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _coerce(key: str, value: Any) -> Any:
-    kind = type(getattr(TenantConfig(), key))
-    if kind is bool and isinstance(value, str):
-        if value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise ConfigError(key, "expected true or false")
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, list) and kind is str:
-        return ",".join(str(v) for v in value)
-    if isinstance(value, str) and kind is not str:
-        try:
-            return kind(value)
-        except ValueError:
-            raise ConfigError(key, f"expected {kind.__name__}") from None
-    if type(value) is not kind:
-        raise ConfigError(key, f"expected {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def config_from_mapping(values: Mapping[str, Any]) -> TenantConfig:
-    options: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in _FIELDS:
-            raise ConfigError(key, "unknown option")
-        options[key] = _coerce(key, value)
-    return TenantConfig(**options)
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
-    """``LIMELET_TENANT_VERIFIER_PORT=9`` -> ``{"verifier_port": "9"}`` (CONFIG names the file)."""
-    return {
-        name[len(ENV_PREFIX) :].lower(): value
-        for name, value in environ.items()
-        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV
-    }
-
-
 def config_path(explicit: Optional[str], environ: Mapping[str, str]) -> Optional[Path]:
     """-c wins, then $LIMELET_TENANT_CONFIG, then /etc/limelet/tenant.toml if it exists."""
     if explicit:
@@ -161,16 +113,20 @@ def config_path(explicit: Optional[str], environ: Mapping[str, str]) -> Optional
 
 
 def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> TenantConfig:
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
-        section = document.pop("tenant", {})
-        if not isinstance(section, dict):
-            raise ConfigError("tenant", "must be a table")
-        values.update(document)
-        values.update(section)
-    values.update(env_overrides(environ))
-    return config_from_mapping(values)
+    try:
+        text = None if path is None else path.read_text(encoding="utf-8")
+        # Every str option takes a TOML list (accept_tpm_*_algs), joined with commas.
+        return load_settings(
+            TenantConfig,
+            text,
+            str(path),
+            environ,
+            ENV_PREFIX,
+            sections=("tenant",),
+            exclude_env=(CONFIG_ENV,),
+            list_options=None,
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
+    except SettingsError as exc:
+        raise ConfigError(exc.key, exc.detail) from exc

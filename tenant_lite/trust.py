@@ -20,15 +20,19 @@ import base64
 import binascii
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from attest_protocol.ek_trust import (
+    MAX_TRUST_FILE_BYTES,
+    chains_to_store,
+    parse_cert_store,
+    same_public_key,
+)
 from attest_protocol.errors import AlgorithmError, AttestProtocolError
 from attest_protocol.quote import KeylimeQuote, verify_quote
 from attest_protocol.tpm2.constants import alg_for_hash_name, digest_size, hash_for_alg
@@ -36,10 +40,7 @@ from attest_protocol.tpm2.public import parse_tpm2b_public
 from tenant_lite.errors import AttestationError, ConfigError
 
 DATA_PCR = 16
-MAX_CHAIN_DEPTH = 8  # root -> one or two intermediates -> EK; 8 also stops cross-sign loops
-MAX_TRUST_FILE_BYTES = 1024 * 1024
 EK_SCRIPT_TIMEOUT_SECONDS = 60.0
-_PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 # Variables handed to an ek_check_script beyond Keylime's own (it runs with os.environ).
 _SCRIPT_PASSED_ENV = ("PATH", "LANG", "HOME")
 
@@ -47,45 +48,15 @@ _SCRIPT_PASSED_ENV = ("PATH", "LANG", "HOME")
 def load_trust_store(directory: Path) -> tuple[x509.Certificate, ...]:
     if not directory.is_dir():
         raise ConfigError("tpm_cert_store", f"{directory} is not a directory")
-    certs: list[x509.Certificate] = []
-    for path in sorted(directory.iterdir()):
-        if not path.is_file() or path.stat().st_size > MAX_TRUST_FILE_BYTES:
-            continue
-        data = path.read_bytes()
-        try:
-            if _PEM_MARK in data:
-                certs.extend(x509.load_pem_x509_certificates(data))
-            else:
-                certs.append(x509.load_der_x509_certificate(data))
-        except ValueError:
-            continue  # keys, CRLs, READMEs
+    files = {
+        path.name: path.read_bytes()
+        for path in directory.iterdir()
+        if path.is_file() and path.stat().st_size <= MAX_TRUST_FILE_BYTES
+    }
+    certs = parse_cert_store(files)
     if not certs:
         raise ConfigError("tpm_cert_store", f"no CA certificates in {directory}")
-    return tuple(certs)
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def chains_to(cert: x509.Certificate, store: Sequence[x509.Certificate]) -> bool:
-    current = cert
-    for _ in range(MAX_CHAIN_DEPTH):
-        parents = [c for c in store if c.subject == current.issuer and _issued_by(current, c)]
-        if not parents:
-            return False
-        current = parents[0]
-        if current.subject == current.issuer and _issued_by(current, current):
-            return True
-    return False
-
-
-def _spki(cert_or_key: Any) -> bytes:
-    return bytes(cert_or_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+    return certs
 
 
 def check_ek_certificate(agent_id: str, record: Mapping[str, Any], store_dir: Path) -> None:
@@ -99,14 +70,14 @@ def check_ek_certificate(agent_id: str, record: Mapping[str, Any], store_dir: Pa
         cert = x509.load_der_x509_certificate(base64.b64decode(ekcert, validate=True))
     except (ValueError, binascii.Error) as exc:
         raise AttestationError("ek-certificate", f"agent {agent_id}: bad EK certificate") from exc
-    if not chains_to(cert, load_trust_store(store_dir)):
+    if not chains_to_store(cert, load_trust_store(store_dir)):
         raise AttestationError(
             "ek-certificate",
             f"the EK certificate of agent {agent_id} (issuer {cert.issuer.rfc4514_string()}) "
             f"does not verify against the EK CA certificates in {store_dir}",
         )
     ek = parse_tpm2b_public(base64.b64decode(str(record.get("ek_tpm", ""))))
-    if _spki(ek.public_key()) != _spki(cert.public_key()):
+    if not same_public_key(ek.public_key(), cert.public_key()):
         raise AttestationError(
             "ek-certificate", f"agent {agent_id}: ek_tpm is not the key in its EK certificate"
         )

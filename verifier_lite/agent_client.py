@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from attest_protocol.api_version import ApiVersion
+from attest_protocol.bootstrap_keys import encrypt_to_nk
 from attest_protocol.envelope import parse_envelope
 from attest_protocol.errors import ParseError
 from verifier_lite.errors import AgentContactError, AgentProtocolError
@@ -64,11 +63,8 @@ class AgentChannel(Protocol):
 
 def encrypt_v(public_key_pem: str, v_b64: str) -> str:
     """V encrypted for the agent's NK: RSA-OAEP with SHA-1 (Keylime ``crypto.rsa_encrypt``)."""
-    key = serialization.load_pem_public_key(public_key_pem.encode("utf-8"))
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("the agent's public key is not RSA")
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303 - Keylime's wire format
-    return base64.b64encode(key.encrypt(base64.b64decode(v_b64), oaep)).decode("ascii")
+    encrypted = encrypt_to_nk(public_key_pem, base64.b64decode(v_b64))
+    return base64.b64encode(encrypted).decode("ascii")
 
 
 def agent_ssl_context(mtls_cert: str, client_cert: str, client_key: str) -> ssl.SSLContext:

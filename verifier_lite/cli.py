@@ -13,13 +13,11 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Optional
 
 import trio
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
-
-from attest_protocol.cli import base_parser
+from attest_protocol.cli import add_config_arguments, base_parser, service_main
 from verifier_lite.config import VerifierConfig, load_config
 from verifier_lite.errors import VerifierError
 from verifier_lite.server import serve_verifier
@@ -38,42 +36,25 @@ async def _run(config: VerifierConfig) -> None:
                 break
 
 
+def _checked_config(path: Optional[Path]) -> VerifierConfig:
+    config = load_config(path)
+    config.sqlite_path()  # a database_url we cannot open is a configuration error
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser(
         "limelet-verifier",
         "the limelet verifier: continuously attests agents (Keylime verifier API)",
     )
-    parser.add_argument("-c", "--config", type=Path, help="TOML configuration file")
-    parser.add_argument(
-        "--check-config", action="store_true", help="validate the configuration and exit"
+    add_config_arguments(parser)
+    return service_main(
+        parser,
+        argv,
+        load_config=_checked_config,
+        run=lambda config: trio.run(partial(_run, config)),
+        errors=(VerifierError,),
     )
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-        config.sqlite_path()
-    except VerifierError as exc:
-        print(f"limelet-verifier: {exc}", file=sys.stderr)
-        return 2
-    if args.check_config:
-        print("limelet-verifier: configuration OK")
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        trio.run(partial(_run, config))
-    except BaseExceptionGroup as group:
-        cause = _single(group)
-        if not isinstance(cause, (VerifierError, OSError)):  # ssl.SSLError is an OSError
-            raise
-        print(f"limelet-verifier: cannot start: {cause}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _single(exc: BaseException) -> BaseException:
-    """The one error inside nested single-member groups (the nursery wraps start-up errors)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 if __name__ == "__main__":

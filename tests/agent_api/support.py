@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import hashlib
-import hmac
 import secrets
 import ssl
 from collections.abc import AsyncIterator
@@ -23,9 +21,8 @@ from typing import Any, Optional
 
 import httpx
 import trio
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from attest_protocol.bootstrap_keys import KEY_BYTES, auth_tag, encrypt_to_nk, xor
 from attest_protocol.pki import CertificateAuthority, IssuedCert, create_ca, issue_client_cert
 from edge_agent.app import AgentStarted, run_agent
 from edge_agent.config import AgentConfig
@@ -144,10 +141,7 @@ async def running_agent(config: AgentConfig, tmp_path: Path) -> AsyncIterator[Ru
 
 
 def encrypt_half(pubkey_pem: str, half: bytes) -> str:
-    key = serialization.load_pem_public_key(pubkey_pem.encode())
-    assert isinstance(key, rsa.RSAPublicKey)
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
-    return base64.b64encode(key.encrypt(half, oaep)).decode()
+    return base64.b64encode(encrypt_to_nk(pubkey_pem, half)).decode()
 
 
 @dataclass(frozen=True)
@@ -157,11 +151,11 @@ class KeyHalves:
 
     @property
     def k(self) -> bytes:
-        return bytes(a ^ b for a, b in zip(self.u, self.v))
+        return xor(self.u, self.v)
 
     def auth_tag(self, agent_id: str) -> str:
-        return hmac.new(self.k, agent_id.encode(), hashlib.sha384).hexdigest()
+        return auth_tag(self.k, agent_id)
 
 
 def new_halves() -> KeyHalves:
-    return KeyHalves(secrets.token_bytes(32), secrets.token_bytes(32))
+    return KeyHalves(secrets.token_bytes(KEY_BYTES), secrets.token_bytes(KEY_BYTES))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import datetime
 import io
 import json
 import os
-import secrets
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -15,14 +12,12 @@ from pathlib import Path
 
 import pytest
 import trio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from attest_protocol.bootstrap_keys import encrypt_payload
 from edge_agent.config import AgentConfig
 from tests.agent_api.support import ClientPki, KeyHalves, encrypt_half, new_halves, running_agent
+from tests.agent_payload.keys import keylime_sign, make_cert
 
 pytestmark = pytest.mark.swtpm
 
@@ -43,25 +38,11 @@ def secure_dir(config: AgentConfig) -> Iterator[Path]:
 
 def notifier_key_and_cert() -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(65537, 2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "RevocationNotifier")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert.public_bytes(serialization.Encoding.PEM)
+    return key, make_cert(key)
 
 
 def sign(key: rsa.RSAPrivateKey, msg: str) -> str:
-    """keylime/crypto.py rsa_sign: RSA-PSS, SHA-256, maximum salt length, base64."""
-    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH)
-    return base64.b64encode(key.sign(msg.encode(), pss, hashes.SHA256())).decode()
+    return keylime_sign(key, msg.encode())
 
 
 def payload_zip(marker: Path, revoked: Path, cert_pem: bytes) -> bytes:
@@ -72,12 +53,6 @@ def payload_zip(marker: Path, revoked: Path, cert_pem: bytes) -> bytes:
         archive.writestr("action_list", "local_action_mark\n")
         archive.writestr("local_action_mark", f'#!/bin/sh\ncp "$1" {revoked}\n')
     return buffer.getvalue()
-
-
-def encrypt_payload(k: bytes, plain: bytes) -> str:
-    """keylime/crypto.py encrypt: base64(iv16 || AES-256-GCM ciphertext || tag)."""
-    iv = secrets.token_bytes(16)
-    return base64.b64encode(iv + AESGCM(k).encrypt(iv, plain, None)).decode()
 
 
 async def wait_for(path: Path) -> None:
@@ -109,7 +84,7 @@ async def test_payload_runs_and_revocation_actions_follow(
     msg = json.dumps({"type": "revocation", "agent_id": "other-agent", "event_time": "now"})
     async with running_agent(config, tmp_path) as agent, agent.client(pki) as client:
         pem, agent_id = agent.started.nk_public_pem.decode(), agent.started.agent_id
-        ukey, vkey = bodies(pem, agent_id, halves, encrypt_payload(halves.k, plain))
+        ukey, vkey = bodies(pem, agent_id, halves, encrypt_payload(halves.k, plain).decode())
         assert (await client.post(f"{V}/keys/ukey", json=ukey)).status_code == 200
         assert (await client.post(f"{V}/keys/vkey", json=vkey)).status_code == 200
         await wait_for(marker)

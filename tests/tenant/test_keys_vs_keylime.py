@@ -10,14 +10,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tenant_lite.keys import (
+from attest_protocol.bootstrap_keys import (
     decrypt_payload,
     encrypt_payload,
     encrypt_to_nk,
-    hmac_hex,
     split_key,
     xor,
 )
+from attest_protocol.bootstrap_keys import hmac_sha384_hex as hmac_hex
 from tools.keylime_services import run_in_keylime
 
 _SNIPPET = """
