@@ -29,7 +29,8 @@ from attest_protocol.tpm2.public import parse_tpm2b_public
 from edge_agent.tpm import AkInfo, Tpm, TpmConfig
 from edge_agent.tpm.pytss_backend import open_tpm
 from tools import keylime_snippets
-from tools.demo_registration import enrol
+from tools.demo_attestation import attest
+from tools.demo_registration import enrolled
 from tools.narrate import detail, say
 from tools.swtpm import Swtpm, manufacture
 
@@ -144,8 +145,10 @@ def run(workdir: Path) -> None:
         )
         show_keylime_check(quote, nonce, ak)
         show_forgeries(quote, nonce, ak, verified)
-        enrol(workdir, swtpm.tcti, template.ca_dir, ek_public, ak.public)
-    say("done", "This TPM's identity is enrolled and its quotes check out; forgeries do not.")
+        with enrolled(workdir, swtpm.tcti, template.ca_dir, ek_public, ak.public) as enrolment:
+            attest(enrolment, swtpm.ctrl_port)
+    say("done", "The TPM's identity is enrolled, the verifier attests it continuously, and")
+    detail("a change to a measured PCR is caught on the next quote.")
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +75,30 @@ def write_registrar_config(workdir: Path, ek_ca_dir: Path, port: int, tls_port: 
     return config
 
 
-def write_agent_config(workdir: Path, tcti: str, registrar_port: int) -> Path:
-    """The agent serves mTLS on a free port and trusts the demo CA's clients (verifier, tenant)."""
+def write_agent_config(workdir: Path, tcti: str, registrar_port: int, agent_port: int) -> Path:
+    """The agent serves mTLS on ``agent_port`` and trusts the demo CA's clients."""
     config = workdir / "agent.conf"
     config.write_text(
         "[agent]\n"
         f'uuid = "{AGENT_ID}"\ntcti = "{tcti}"\nkeylime_dir = "{workdir / "agent-data"}"\n'
         f'registrar_ip = "{LOOPBACK}"\nregistrar_port = {registrar_port}\n'
-        f'port = {_free_port()}\ntrusted_client_ca = "{workdir / "cv_ca" / "cacert.crt"}"\n',
+        f"port = {agent_port}\ncontact_port = {agent_port}\n"
+        f'trusted_client_ca = "{workdir / "cv_ca" / "cacert.crt"}"\n',
         encoding="utf-8",
     )
     return config
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What the next chapters need while registrar and agent keep running."""
+
+    workdir: Path
+    tls_dir: Path
+    ek_store: Path
+    registrar_tls_port: int
+    agent: subprocess.Popen[bytes]
+    agent_log: Path
 
 
 @contextmanager
@@ -130,9 +144,12 @@ def wait_for(what: str, check: Any, proc: subprocess.Popen[bytes], log: Path) ->
     raise SystemExit(f"demo failure: timed out waiting for {what}\n{log.read_text()[-2000:]}")
 
 
-def enrol(workdir: Path, tcti: str, ek_ca_dir: Path, ek_public: bytes, ak_public: bytes) -> None:
-    """Run registrar and agent, and show the registrar's record of the agent."""
-    port, tls_port = _free_port(), _free_port()
+@contextmanager
+def enrolled(
+    workdir: Path, tcti: str, ek_ca_dir: Path, ek_public: bytes, ak_public: bytes
+) -> Iterator[Enrolment]:
+    """Run registrar and agent, show the registrar's record, and keep both running."""
+    port, tls_port, agent_port = _free_port(), _free_port(), _free_port()
     tls_dir = workdir / "cv_ca"
     write_pki(tls_dir)
     env = {**os.environ, "TCTI": tcti}
@@ -142,14 +159,22 @@ def enrol(workdir: Path, tcti: str, ek_ca_dir: Path, ek_public: bytes, ak_public
     with running([str(SCRIPTS / "limelet-registrar"), "-c", str(reg_conf)], env, reg_log) as reg:
         wait_for("the registrar", lambda: mtls_get(tls_dir, tls_port, "/version")[1], reg, reg_log)
         detail(f"listening on {LOOPBACK}:{port} (agents) and {LOOPBACK}:{tls_port} (mTLS)")
-        env["KEYLIME_AGENT_CONFIG"] = str(write_agent_config(workdir, tcti, port))
+        env["KEYLIME_AGENT_CONFIG"] = str(write_agent_config(workdir, tcti, port, agent_port))
         say("10", f"Starting limelet-agent as '{AGENT_ID}': it registers its EK, EK certificate")
-        detail("and AK, answers the credential challenge, and activates.")
+        detail("and AK, answers the credential challenge, activates, and serves over mTLS.")
         agent_log = workdir / "agent.log"
         with running([str(SCRIPTS / "limelet-agent")], env, agent_log) as agent:
             record = wait_for(
                 "the agent to activate", lambda: _record(tls_dir, tls_port), agent, agent_log
             )
+            show_record(record, ek_public, ak_public)
+            yield Enrolment(
+                workdir, tls_dir, workdir / "tpm_cert_store", tls_port, agent, agent_log
+            )
+        _unmount_secure_dir(workdir / "agent-data" / "secure")
+
+
+def show_record(record: Any, ek_public: bytes, ak_public: bytes) -> None:
     say("11", "The operator asks the registrar (over mTLS) what it knows of the agent:")
     detail(
         f"active, with EK certificate checked against the TPM maker's CA: {bool(record['ekcert'])}"
@@ -161,6 +186,12 @@ def enrol(workdir: Path, tcti: str, ek_ca_dir: Path, ek_public: bytes, ak_public
     detail(
         f"registrations so far: {record['regcount']}; agent contact {record['ip']}:{record['port']}"
     )
+
+
+def _unmount_secure_dir(path: Path) -> None:
+    """The agent mounts a tmpfs for payloads when it runs as root; leave nothing mounted."""
+    if os.path.ismount(path):
+        subprocess.run(["umount", str(path)], check=False, timeout=STOP_TIMEOUT_S)
 
 
 def _record(tls_dir: Path, tls_port: int) -> Any:

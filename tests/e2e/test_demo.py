@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
-    for step in [f"[{n}]" for n in range(1, 12)] + ["[done]"]:
+    for step in [f"[{n}]" for n in range(1, 16)] + ["[done]"]:
         assert step in out, f"demo output lacks step {step}"
     assert "the TPM unwrapped it: the same secret" in out
     assert "Keylime accepted it" in out
@@ -34,3 +35,9 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "EK is this TPM's: True" in out
     assert "AK is the one quoting above: True" in out
     assert "checked against the TPM maker's CA: True" in out
+    # Continuous attestation by limelet-verifier, driven by limelet-tenant.
+    counts = re.search(r"successful attestations: (\d+) -> (\d+)", out)
+    assert counts is not None, out[-3000:]
+    assert int(counts.group(2)) > int(counts.group(1))
+    assert "the database password is hunter2" in out
+    assert "the verifier's verdict: " in out
