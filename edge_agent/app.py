@@ -10,6 +10,11 @@ After that the long-running parts live in one nursery (``serve_x(..., task_statu
 started in order): the agent API server (edge_agent.server) on ``ip:port``, over mTLS with
 ``trusted_client_ca`` unless ``enable_agent_mtls`` is false.
 
+Start-up time (docs/agent-api.md, Footprint): ``cli`` opens the TPM in the background while
+trio and the app are imported (edge_agent.tpm.early), and the server's modules are imported
+in the background while the TPM and the registrar answer (``SERVER_MODULE``).  The order of
+the steps above, and the agent serving only once it is registered and activated, are kept.
+
 Stopping: when ``stop`` is set (the CLI sets it on SIGTERM), the server stops accepting and
 drains the requests in flight, then ``run_agent`` closes the IMA log and the TPM and returns;
 the CLI gives all of that ``SHUTDOWN_GRACE_SECONDS`` before it cancels.  Cancelling
@@ -18,9 +23,13 @@ the CLI gives all of that ``SHUTDOWN_GRACE_SECONDS`` before it cancels.  Cancell
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import importlib
 import logging
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Optional
@@ -43,7 +52,7 @@ from edge_agent.keys import (
 )
 from edge_agent.payload import check_payload_policy
 from edge_agent.registrar_client import RegistrarClient, Registration, register_and_activate
-from edge_agent.server import AgentApiContext, TlsFiles, serve_agent_api
+from edge_agent.server import AgentApiContext, TlsFiles
 from edge_agent.server.hooks import PayloadSettings, payload_deployer, revocation_handler
 from edge_agent.tpm import EkCertificateMissing, Tpm, TpmConfig
 
@@ -55,6 +64,11 @@ TpmOpener = Callable[[TpmConfig], Awaitable[Tpm]]
 # From SIGTERM to exit: the server's drain (GRACEFUL_TIMEOUT_SECONDS) plus closing the IMA
 # log and the TPM.  systemd's default TimeoutStopSec is 90 s; we stay well inside it.
 SHUTDOWN_GRACE_SECONDS = 10.0
+# Hypercorn and the server modules take ~70 ms to import, a sixth of the start-up
+# (bench/agent_footprint.py).  They are imported in a background thread while the TPM and the
+# registrar work, time in which the agent otherwise waits on sockets; the import before
+# serving then finds the module loaded, or waits on its import lock until it is.
+SERVER_MODULE = "edge_agent.server.serve"
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,7 @@ async def run_agent(
     check_payload_policy(
         config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
     )
+    _import_in_background(SERVER_MODULE)
     tpm = await open_tpm(config.tpm_config())
     ima: Optional[ImaLogReader] = None
     try:
@@ -109,6 +124,8 @@ async def run_agent(
         if ima is None:
             log.warning("No IMA log at %s: quotes carry no IMA list", config.ima_ml_file)
         ctx = _api_context(config, tpm, prepared, ima)
+        from edge_agent.server.serve import serve_agent_api  # loaded by now, see SERVER_MODULE
+
         async with trio.open_nursery() as nursery:
             # The one nursery of the daemon: serve_* tasks are started here, in order.
             serve = functools.partial(
@@ -128,6 +145,19 @@ async def run_agent(
                 await ima.aclose()
             await tpm.aclose()
     log.info("Agent stopped")
+
+
+def _import_in_background(module: str) -> None:
+    """Start importing ``module`` in a daemon thread (a failure surfaces at the real import)."""
+    if module not in sys.modules:
+        name = f"import {module}"
+        threading.Thread(target=_import_quietly, args=(module,), name=name, daemon=True).start()
+
+
+def _import_quietly(module: str) -> None:
+    # An ImportError here is raised again, with its traceback, by the import before serving.
+    with contextlib.suppress(ImportError):
+        importlib.import_module(module)
 
 
 def _tls_files(config: AgentConfig) -> Optional[TlsFiles]:

@@ -7,6 +7,7 @@
 ``keys``      keys/pubkey, ukey, vkey, verify (the U/V/K logic is edge_agent.bootstrap_keys)
 ``request``   the Request and strict readers for query and JSON body
 ``context``   AgentApiContext: what the handlers share, and the payload/revocation hooks
+``tls``       TlsFiles
 ``errors``    the exception tree::
 
     AgentApiError            http_status, status (the envelope's text)
@@ -17,10 +18,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from edge_agent.server.asgi import MAX_BODY_BYTES, AgentApiApp
 from edge_agent.server.context import AgentApiContext, PayloadDeployer, RevocationHandler
 from edge_agent.server.errors import AgentApiError, BadRequest, BodyTooLarge, MethodNotAllowed
-from edge_agent.server.serve import TlsFiles, serve_agent_api
+from edge_agent.server.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from edge_agent.server.serve import serve_agent_api
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -35,3 +41,13 @@ __all__ = [
     "TlsFiles",
     "serve_agent_api",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``serve`` imports Hypercorn (~70 ms, ~4 MB); it is loaded on first use so that the
+    # agent can import it in the background while the TPM works (edge_agent.preload).
+    if name == "serve_agent_api":
+        from edge_agent.server.serve import serve_agent_api
+
+        return serve_agent_api
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

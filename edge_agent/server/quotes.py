@@ -18,8 +18,6 @@ import logging
 import re
 from typing import Any, Optional
 
-import trio
-
 from attest_protocol.api_version import ApiVersion
 from attest_protocol.errors import ParseError
 from attest_protocol.tpm2.pcr import parse_mask
@@ -115,7 +113,7 @@ async def identity_quote(
     nonce = checked_nonce(request)
     results = await _quote(ctx, nonce, 0, version)
     results["pubkey"] = ctx.nk_public_pem.decode("ascii")
-    boottime = await trio.to_thread.run_sync(read_boottime)
+    boottime = read_boottime()
     if boottime is not None:
         results["boottime"] = boottime
     return results
@@ -140,14 +138,20 @@ async def integrity_quote(
         ima = await ctx.ima.read_from(entry)
         results["ima_measurement_list"] = ima.text
         results["ima_measurement_list_entry"] = ima.start
-    boottime = await trio.to_thread.run_sync(read_boottime)
+    boottime = read_boottime()
     if boottime is not None:
         results["boottime"] = boottime
     return results
 
 
 def read_boottime(path: str = PROC_STAT) -> Optional[int]:
-    """Seconds since the epoch at boot (``btime`` in /proc/stat, proc(5)); None if unknown."""
+    """Seconds since the epoch at boot (``btime`` in /proc/stat, proc(5)); None if unknown.
+
+    Read on the event loop, not in a worker thread: procfs is generated in memory by the
+    kernel and never waits on a disk, and a thread hop would cost more than the read (about
+    0.3 ms against 0.05 ms, bench/agent_footprint.py).  Read per quote rather than cached,
+    since btime moves when the wall clock is stepped (NTP on a device without an RTC).
+    """
     try:
         with open(path, encoding="ascii") as stat:
             for line in stat:

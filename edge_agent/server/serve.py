@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,6 +25,7 @@ from hypercorn.trio import serve
 
 from edge_agent.server.asgi import AgentApiApp
 from edge_agent.server.context import AgentApiContext
+from edge_agent.server.tls import TlsFiles
 
 __all__ = [
     "GRACEFUL_TIMEOUT_SECONDS",
@@ -48,16 +48,6 @@ KEEP_ALIVE_TIMEOUT_SECONDS = 5
 GRACEFUL_TIMEOUT_SECONDS = 5.0
 # Keylime's clients (tornado, requests) speak HTTP/1.1.
 ALPN_PROTOCOLS = ["http/1.1"]
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """The server's certificate and key files and the CA that client certificates must chain to."""
-
-    certfile: Path
-    keyfile: Path
-    client_cas: tuple[Path, ...]
-    keyfile_password: Optional[str] = None
 
 
 class _MutualTlsConfig(Config):

@@ -8,6 +8,7 @@
 ``esys_ops``       blocking ESAPI commands, bytes in and out
 ``pytss_sync``     EsysTpm: the operations over one ESAPI context (blocking)
 ``pytss_backend``  PytssTpm: the async backend (worker thread, one-slot limiter)
+``early``          EarlyTpm: the TPM opened while the agent imports the rest (cli.main)
 
 Backends are imported where the daemon chooses one, so importing this package does not load
 tpm2-pytss.

@@ -63,6 +63,11 @@ class PytssTpm:
     ) -> PytssTpm:
         """Connect to the TPM at ``config.tcti`` (TctiError if that fails)."""
         sync = await trio.to_thread.run_sync(EsysTpm.open, config, quote_race_hook)
+        return cls.adopt(sync, config)
+
+    @classmethod
+    def adopt(cls, sync: EsysTpm, config: TpmConfig) -> PytssTpm:
+        """Wrap an ``EsysTpm`` opened elsewhere (edge_agent.tpm.early); it is ours to close."""
         if config.is_software_tpm or _SOFTWARE_VENDOR_MARK in sync.vendor:
             first, *rest = _SOFTWARE_TPM_WARNING
             log.warning(first, config.tcti)

@@ -1,0 +1,86 @@
+"""The running daemon behind ``limelet-agent``: trio, the app, signals and fatal errors.
+
+Kept apart from ``cli`` so that the command line can start opening the TPM
+(edge_agent.tpm.early) before trio, the app and the server are imported: those imports are
+most of the agent's start-up time, and the TPM's work overlaps them.
+
+The first SIGTERM or SIGINT drains (``SHUTDOWN_GRACE_SECONDS``), a second one cancels at
+once.  A configuration, TPM, key or registrar error is printed as one line, exit status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Optional
+
+import trio
+
+from edge_agent.app import SHUTDOWN_GRACE_SECONDS, open_pytss_tpm, run_agent
+from edge_agent.cli import EXIT_FAILURE, EXIT_OK
+from edge_agent.config import AgentConfig, ConfigError
+from edge_agent.ima import ImaReaderError
+from edge_agent.keys import AgentKeyError
+from edge_agent.payload import PayloadError
+from edge_agent.registrar_client import RegistrarError
+from edge_agent.tpm import TpmError
+from edge_agent.tpm.early import EarlyTpm
+
+if sys.version_info < (3, 11):  # pragma: no cover - Python < 3.11 only
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ["run"]
+
+log = logging.getLogger("edge_agent")
+
+# What stops the agent with a message rather than a traceback.
+_FATAL = (ConfigError, TpmError, AgentKeyError, RegistrarError, PayloadError, ImaReaderError)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def run(config: AgentConfig, early: Optional[EarlyTpm]) -> int:
+    """Run the agent until a stop signal; the exit status."""
+    try:
+        trio.run(_serve, config, early)
+    except BaseExceptionGroup as group:
+        fatal = list(_leaves(group))
+        if not all(isinstance(leaf, _FATAL) for leaf in fatal):
+            raise
+        for leaf in fatal:
+            print(f"limelet-agent: {leaf}", file=sys.stderr)
+        return EXIT_FAILURE
+    except _FATAL as exc:
+        print(f"limelet-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _serve(config: AgentConfig, early: Optional[EarlyTpm]) -> None:
+    stop = trio.Event()
+    open_tpm = open_pytss_tpm if early is None else early.open
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, stop, nursery.cancel_scope)
+        await run_agent(config, open_tpm=open_tpm, stop=stop)
+        nursery.cancel_scope.cancel()  # the agent stopped; so does the signal watcher
+
+
+async def _stop_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
+    """First signal: drain and stop, with a deadline.  A second one: cancel at once."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+        async for signum in signals:
+            log.info("Received %s; stopping", signal.Signals(signum).name)
+            if stop.is_set():
+                scope.cancel()
+                return
+            stop.set()
+            scope.deadline = min(scope.deadline, trio.current_time() + SHUTDOWN_GRACE_SECONDS)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
