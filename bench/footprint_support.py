@@ -134,7 +134,7 @@ def limelet_spec(
         f'ip = "{LOOPBACK}"\nport = {port}\ncontact_ip = "{LOOPBACK}"\ncontact_port = {port}\n'
         f'registrar_ip = "{LOOPBACK}"\nregistrar_port = {registrar_port}\n'
         f'ima_ml_path = "{work / "no-ima-log"}"\nmeasuredboot_ml_path = "{work / "no-boot-log"}"\n'
-        f'payload_script = ""\nek_handle = "{ek_handle}"\n',
+        f'payload_script = ""\nek_handle = "{ek_handle}"\nrun_as = ""\n',
         encoding="utf-8",
     )
     env = {**env, "KEYLIME_AGENT_CONFIG": str(config)}

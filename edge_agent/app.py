@@ -107,9 +107,15 @@ async def run_agent(
     open_tpm: TpmOpener = open_pytss_tpm,
     connect: Optional[Connector] = None,
     stop: Optional[trio.Event] = None,
+    before_serving: Optional[Callable[[], Awaitable[None]]] = None,
     task_status: trio.TaskStatus[AgentStarted] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Start the agent and serve until ``stop`` is set (then drain) or until cancelled."""
+    """Start the agent and serve until ``stop`` is set (then drain) or until cancelled.
+
+    ``before_serving`` runs once the TPM, the IMA log and the boot log are open and before the
+    server binds: the daemon drops privileges there (``run_as``); in-process callers (tests)
+    pass nothing, so they never change their own process's credentials.
+    """
     tls = _tls_files(config)
     check_payload_policy(
         config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
@@ -117,13 +123,17 @@ async def run_agent(
     _import_in_background(SERVER_MODULE)
     tpm = await open_tpm(config.tpm_config())
     ima: Optional[ImaLogReader] = None
+    boot_log = MeasuredBootLogReader(config.measuredboot_ml_file)
     try:
         prepared = await _prepare(config, tpm, connect)
         # Opened once, before serving (and before any privilege drop, as rust-keylime does).
         ima = ImaLogReader.open_if_present(config.ima_ml_file)
         if ima is None:
             log.warning("No IMA log at %s: quotes carry no IMA list", config.ima_ml_file)
-        ctx = _api_context(config, tpm, prepared, ima)
+        await trio.to_thread.run_sync(boot_log.open_now)
+        if before_serving is not None:
+            await before_serving()
+        ctx = _api_context(config, tpm, prepared, ima, boot_log)
         from edge_agent.server.serve import serve_agent_api  # loaded by now, see SERVER_MODULE
 
         async with trio.open_nursery() as nursery:
@@ -143,6 +153,7 @@ async def run_agent(
         with trio.CancelScope(shield=True):
             if ima is not None:
                 await ima.aclose()
+            boot_log.close()
             await tpm.aclose()
     log.info("Agent stopped")
 
@@ -177,7 +188,11 @@ def _tls_files(config: AgentConfig) -> Optional[TlsFiles]:
 
 
 def _api_context(
-    config: AgentConfig, tpm: Tpm, prepared: _Prepared, ima: Optional[ImaLogReader]
+    config: AgentConfig,
+    tpm: Tpm,
+    prepared: _Prepared,
+    ima: Optional[ImaLogReader],
+    boot_log: MeasuredBootLogReader,
 ) -> AgentApiContext:
     started = prepared.started
     return AgentApiContext(
@@ -191,7 +206,7 @@ def _api_context(
         versions=parse_api_versions(config.api_versions, warn=False),
         keys=BootstrapKeys(started.agent_id),
         ima=ima,
-        boot_log=MeasuredBootLogReader(config.measuredboot_ml_file),
+        boot_log=boot_log,
         deploy_payload=payload_deployer(PayloadSettings.from_config(config, started.agent_id)),
         on_revocation=revocation_handler(config),
     )

@@ -10,7 +10,9 @@ once.  A configuration, TPM, key or registrar error is printed as one line, exit
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -23,8 +25,10 @@ from edge_agent.cli import EXIT_FAILURE, EXIT_OK
 from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.ima import ImaReaderError
 from edge_agent.keys import AgentKeyError
-from edge_agent.payload import PayloadError
+from edge_agent.payload import PayloadError, prepare_secure_dir
+from edge_agent.privileges import PrivilegeError, drop_privileges
 from edge_agent.registrar_client import RegistrarError
+from edge_agent.server.hooks import SECURE_DIR_NAME
 from edge_agent.tpm import TpmError
 from edge_agent.tpm.early import EarlyTpm
 
@@ -36,7 +40,15 @@ __all__ = ["run"]
 log = logging.getLogger("edge_agent")
 
 # What stops the agent with a message rather than a traceback.
-_FATAL = (ConfigError, TpmError, AgentKeyError, RegistrarError, PayloadError, ImaReaderError)
+_FATAL = (
+    ConfigError,
+    TpmError,
+    AgentKeyError,
+    RegistrarError,
+    PayloadError,
+    ImaReaderError,
+    PrivilegeError,
+)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -62,8 +74,29 @@ async def _serve(config: AgentConfig, early: Optional[EarlyTpm]) -> None:
     open_tpm = open_pytss_tpm if early is None else early.open
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, stop, nursery.cancel_scope)
-        await run_agent(config, open_tpm=open_tpm, stop=stop)
+        drop = functools.partial(_drop_privileges, config)
+        await run_agent(config, open_tpm=open_tpm, stop=stop, before_serving=drop)
         nursery.cancel_scope.cancel()  # the agent stopped; so does the signal watcher
+
+
+async def _drop_privileges(config: AgentConfig) -> None:
+    """As root with ``run_as``: mount the secure dir, hand it to the user, then drop for good.
+
+    The order is rust-keylime's (keylime-agent/src/main.rs): the TPM, the IMA and boot logs
+    are already open and the tmpfs is mounted while still root.  Started as another user (the
+    packaged unit runs as ``keylime``), ``run_as`` does not apply.
+    """
+    if not config.run_as:
+        return
+    if os.geteuid() != 0:
+        log.info("Not started as root: run_as %r does not apply", config.run_as)
+        return
+    prepare = functools.partial(
+        prepare_secure_dir, config.data_dir / SECURE_DIR_NAME, config.secure_size, is_root=True
+    )
+    secure = await trio.to_thread.run_sync(prepare)
+    drop_privileges(config.run_as, chown_paths=[secure.path])
+    log.info("Dropped root privileges: running as %s", config.run_as)
 
 
 async def _stop_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:

@@ -93,7 +93,7 @@ class AgentConfig:
     iak_cert: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
     idevid_cert: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
     tpm_ownerpassword: str = field(default="", metadata=_SECRET_NOT_YET)
-    run_as: str = field(default=d.DEFAULT_RUN_AS, metadata=_NOT_YET)
+    run_as: str = d.DEFAULT_RUN_AS
     agent_data_path: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
     ima_ml_path: str = d.DEFAULT_KEYWORD
     measuredboot_ml_path: str = d.DEFAULT_KEYWORD

@@ -5,12 +5,14 @@ measured-boot PCRs (rust-keylime keylime-agent/src/quotes_handler.rs); parsing i
 :mod:`attest_protocol`'s and the verifier's job.  The log is fixed after boot, but securityfs
 reports its size as 0 and its mtime as the mount time, so nothing cheap tells a stale cache
 from a fresh read: it is read whole on every request (tens of KiB), in a worker thread.
+``open_now()`` opens it once at start-up, before a ``run_as`` privilege drop (the file is
+root-only), and later reads rewind that handle.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import BinaryIO, Optional
 
 import trio
 
@@ -29,11 +31,30 @@ class MeasuredBootLogReader:
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_MEASUREDBOOT_ML_PATH) -> None:
         self.path = os.fspath(path)
+        self._file: Optional[BinaryIO] = None
+
+    def open_now(self) -> None:
+        """Keep the log open (blocking); a missing file is not an error, as in ``read``."""
+        try:
+            self._file = open(self.path, "rb")  # kept open for the agent's life
+        except FileNotFoundError:
+            self._file = None
+        except OSError as exc:
+            raise MeasuredBootLogError(self.path, exc.strerror or str(exc)) from exc
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def read_sync(self) -> Optional[bytes]:
         try:
-            with open(self.path, "rb") as file:
-                data = file.read(MAX_MEASUREDBOOT_LOG_BYTES + 1)
+            if self._file is not None:
+                self._file.seek(0)
+                data = self._file.read(MAX_MEASUREDBOOT_LOG_BYTES + 1)
+            else:
+                with open(self.path, "rb") as file:
+                    data = file.read(MAX_MEASUREDBOOT_LOG_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -68,6 +68,7 @@ async def test_sigterm_drains_and_exits_cleanly(
         f"port = {api_port}\n"
         f'ima_ml_path = "{tmp_path / "none"}"\n'
         "exponential_backoff_initial_delay = 200\n"
+        'run_as = ""\n'
     )
     (keylime_dir / "cv_ca").mkdir(parents=True)
     (keylime_dir / "cv_ca" / "cacert.crt").write_bytes(pki.ca.cert_pem)
