@@ -20,7 +20,7 @@ import trio
 from attest_protocol.cli import add_config_arguments, base_parser, service_main
 from verifier_lite.config import VerifierConfig, load_config
 from verifier_lite.errors import VerifierError
-from verifier_lite.server import serve_verifier
+from verifier_lite.server import POSTGRES_URL_START, serve_verifier
 
 log = logging.getLogger("limelet.verifier")
 
@@ -38,7 +38,8 @@ async def _run(config: VerifierConfig) -> None:
 
 def _checked_config(path: Optional[Path]) -> VerifierConfig:
     config = load_config(path)
-    config.sqlite_path()  # a database_url we cannot open is a configuration error
+    if not config.database_url.startswith(POSTGRES_URL_START):
+        config.sqlite_path()  # a database_url we cannot open is a configuration error
     return config
 
 

@@ -1,10 +1,10 @@
 """``serve_verifier``: the store, the polling engine and the mTLS REST listener in one nursery.
 
-Start order (each ``await nursery.start``): TLS material (``tls_dir = generate``), the SQLite
-store, the engine (which resumes polling every agent the store says is being polled), then
-Hypercorn on one listener that *requires* a client certificate from ``trusted_client_ca``
-(Keylime's verifier: every route is mTLS).  Cancelling the scope stops all of it; the store
-is closed shielded.
+Start order (each ``await nursery.start``): TLS material (``tls_dir = generate``), the store
+(SQLite, or PostgreSQL for ``database_url = postgresql://...``), the engine (which resumes
+polling every agent the store says is being polled), then Hypercorn on one listener that
+*requires* a client certificate from ``trusted_client_ca`` (Keylime's verifier: every route is
+mTLS).  Cancelling the scope stops all of it; the store is closed shielded.
 
 CVE-2023-38200: Hypercorn drops a connection that does not finish its TLS handshake within
 ``handshake_timeout_seconds`` or its request within ``read_timeout_seconds``.
@@ -36,15 +36,17 @@ from verifier_lite.agent_client import (
 from verifier_lite.app import create_app
 from verifier_lite.config import VerifierConfig
 from verifier_lite.engine import ChannelFactory, Engine, EngineSettings
+from verifier_lite.errors import ConfigError
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
 from verifier_lite.service import Verifier
-from verifier_lite.store import SqliteVerifierStore
+from verifier_lite.store import SqliteVerifierStore, VerifierStore
 from verifier_lite.tls import ensure_tls_dir
 
 log = logging.getLogger("limelet.verifier")
 
 LISTEN_BACKLOG = 100  # Hypercorn's default
+POSTGRES_URL_START = "postgres"  # postgresql://, postgres://, postgresql+psycopg2://, ...
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,18 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
     )
 
 
+async def open_store(config: VerifierConfig) -> VerifierStore:
+    """SQLite, or PostgreSQL (verifier_lite/store_postgres.py) when ``database_url`` names it;
+    psycopg comes with the optional ``postgres`` extra, so it is imported only then."""
+    if not config.database_url.startswith(POSTGRES_URL_START):
+        return await SqliteVerifierStore.open(config.sqlite_path())
+    try:
+        from verifier_lite.store_postgres import PostgresVerifierStore
+    except ImportError as exc:
+        raise ConfigError("database_url", "PostgreSQL needs limelet[postgres] (psycopg)") from exc
+    return await PostgresVerifierStore.open(config.database_url)
+
+
 async def serve_verifier(
     config: VerifierConfig,
     *,
@@ -147,7 +161,7 @@ async def serve_verifier(
         log.info("generated a CA and certificates in %s", config.tls_path)
     hc = hypercorn_config(config)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
-    store = await SqliteVerifierStore.open(config.sqlite_path())
+    store = await open_store(config)
     try:
         factory = channels or http_channels(config)
         sink = HttpRevocationSink(factory, config.webhook_url, config.request_timeout)
