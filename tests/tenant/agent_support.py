@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import trio
@@ -115,3 +115,30 @@ async def wait_attested(config: Path, agent_id: str) -> dict[str, Any]:
                 return record
             await trio.sleep(1)
     raise AssertionError(f"agent {agent_id} not attested: {record}")
+
+
+async def wait_status(
+    config: Path, agent_id: str, holds: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """Poll ``status`` until ``holds(record)``; fail naming ``what`` and the last record."""
+    record: dict[str, Any] = {}
+    with trio.move_on_after(ATTESTED_WITHIN_SECONDS):
+        while True:
+            run = await tenant(config, "status", agent_id)
+            assert run.code == EXIT_OK, run
+            record = run.result[agent_id]
+            if holds(record):
+                return record
+            await trio.sleep(1)
+    raise AssertionError(f"agent {agent_id}: {what} never happened: {record}")
+
+
+def listed_uuids(cvlist_result: Any) -> set[str]:
+    """``cvlist``'s ids: Keylime nests them per verifier (``[[id, ...]]``), flat lists pass."""
+    found: set[str] = set()
+    for item in cvlist_result["uuids"]:
+        if isinstance(item, list):
+            found.update(str(u) for u in item)
+        else:
+            found.add(str(item))
+    return found
