@@ -5,7 +5,8 @@ It answers ``/version``, ``quotes/identity``, ``quotes/integrity``, ``keys/ukey`
 keys_handler.rs) with quotes made by swtpm through edge_agent.tpm, PCR 16 bound to its NK
 public key.  It requires a client certificate from the test CA, as an agent with
 ``enable_agent_mtls`` does.  Knobs let a test break it on purpose: ``outage`` answers 503,
-``tamper_pcr16`` re-binds PCR 16 to another key.
+``forge`` rewrites each ``quotes/integrity`` answer (tests/verifier/test_forged_evidence_swtpm.py
+forges every kind of bad evidence Keylime must catch with it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hmac
 import json
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -37,6 +39,8 @@ from edge_agent.tpm.protocol import Tpm
 from tests.verifier.support import LOOPBACK, TlsFiles
 
 AGENT_VERSIONS = ("2.1", "2.2")
+# A forgery: (the honest ``results`` of quotes/integrity, the request's query) -> what to send.
+Forgery = Callable[[dict[str, Any], dict[str, str]], Awaitable[dict[str, Any]]]
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303 - Keylime
 
 
@@ -50,6 +54,7 @@ class FakeAgentState:
     u: Optional[bytes] = None
     v: Optional[bytes] = None
     revocations: list[dict[str, Any]] = field(default_factory=list)
+    forge: Optional[Forgery] = None  # None: honest
 
 
 @dataclass
@@ -165,6 +170,8 @@ class FakeAgent:
                     else base64.b64encode(self.mb_log).decode("ascii"),
                 }
             )
+            if state.forge is not None:
+                results = await state.forge(results, args)
             return envelope(200, "Success", results)
 
         @app.post("/<ver>/keys/<which>")
