@@ -235,7 +235,12 @@ def verify_quote(
     return VerifiedQuote(attest, dict(blob.values), sig.hash_alg)
 
 
-def check_clock(previous: ClockInfo, current: ClockInfo) -> None:
+def check_clock(
+    previous: ClockInfo | None,
+    current: ClockInfo,
+    *,
+    keylime_rules: bool = False,
+) -> None:
     """Raise QuoteClockError if ``current`` cannot follow ``previous`` on the same TPM.
 
     Semantics from Part 2 §10.11.1 (TPMS_CLOCK_INFO) and the reference code in Part 4
@@ -247,15 +252,36 @@ def check_clock(previous: ClockInfo, current: ClockInfo) -> None:
       Clock may lag the last reported value after a power loss (Clock is written to NV only
       every NV_CLOCK_UPDATE_INTERVAL), so after a reboot both are accepted as they come.
     * Within one reset restartCount only grows (hibernate/resume), and Clock never moves back
-      (TPM2_ClockSet may only advance it).
+      (TPM2_ClockSet may only advance it); an equal Clock is two quotes in one millisecond.
 
-    Keylime also refuses ``safe == NO``; that is policy and left to the caller.
+    ``keylime_rules`` applies Keylime 7.14.3's verifier policy instead (keylime/tpm/tpm_main.py
+    ``Tpm.check_quote_timing``): ``safe`` must be YES, even with no ``previous``; neither
+    count may decrease, not even restartCount across a reset; and unless *both* counts
+    changed, Clock must strictly increase.  With ``previous`` None only ``safe`` is checked.
     """
+    if keylime_rules and not current.safe:
+        raise QuoteClockError("clock safe flag is NO: a larger clock may have been reported")
+    if previous is None:
+        return
     if current.reset_count < previous.reset_count:
         raise QuoteClockError("resetCount went backwards")
+    if keylime_rules:
+        _check_clock_keylime(previous, current)
+        return
     if current.reset_count > previous.reset_count:
         return
     if current.restart_count < previous.restart_count:
         raise QuoteClockError("restartCount went backwards without a TPM reset")
     if current.clock < previous.clock:
         raise QuoteClockError("clock went backwards without a TPM reset")
+
+
+def _check_clock_keylime(previous: ClockInfo, current: ClockInfo) -> None:
+    if current.restart_count < previous.restart_count:
+        raise QuoteClockError("restartCount went backwards")
+    both_changed = (
+        current.reset_count != previous.reset_count
+        and current.restart_count != previous.restart_count
+    )
+    if not both_changed and current.clock <= previous.clock:
+        raise QuoteClockError("clock did not increase since the previous quote")

@@ -10,41 +10,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from cryptography.hazmat.primitives import hashes
 
-from attest_protocol.errors import AttestProtocolError, ParseError
+from attest_protocol.errors import AttestProtocolError, ParseError, QuoteClockError
 from attest_protocol.ima import ImaParseError
 from attest_protocol.policy import (
     ImaFailure,
-    ImaFailureReason,
     ImaState,
     RuntimePolicy,
     evaluate_log,
 )
-from attest_protocol.quote import KeylimeQuote, VerifiedQuote, verify_quote
+from attest_protocol.quote import KeylimeQuote, VerifiedQuote, check_clock, verify_quote
 from attest_protocol.tpm2.attest import ClockInfo
 from attest_protocol.tpm2.constants import TpmAlg, alg_for_hash_name, digest_size, hash_for_alg
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from verifier_lite.failures import Component, FailureEvent, event
 from verifier_lite.measured_boot import MbPolicy, check_boot_log
 from verifier_lite.tpm_policy import DATA_PCR, IMA_PCR
-
-# Keylime's IMA event names (keylime/ima/ima.py, keylime/ima/ast.py) per engine reason.
-IMA_EVENT_IDS = {
-    ImaFailureReason.NOT_IN_POLICY: "not_in_allowlist",
-    ImaFailureReason.DIGEST_MISMATCH: "runtime_policy_hash",
-    ImaFailureReason.BAD_SIGNATURE: "runtime_policy_hash",
-    ImaFailureReason.TEMPLATE_HASH_MISMATCH: "ima_hash",
-    ImaFailureReason.WRONG_PCR: "ima_pcr",
-    ImaFailureReason.UNSUPPORTED_KEY: "invalid_key",
-    ImaFailureReason.VIOLATION: "tomtou",
-    ImaFailureReason.PCR_MISMATCH: "pcr_mismatch",
-    ImaFailureReason.QUOTE_NO_PROGRESS: "quote_progress",
-}
 
 
 @dataclass(frozen=True)
@@ -167,11 +154,27 @@ def _verify(inp: CheckInput, ev: Evidence) -> tuple[Optional[VerifiedQuote], Opt
             ak,
             inp.nonce,
             hash_alg=hash_alg,
-            previous_clock=inp.previous_clock if ev.boottime == inp.boottime else None,
         )
     except (AttestProtocolError, binascii.Error) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     return verified, None
+
+
+def _clock_failure(inp: CheckInput, ev: Evidence, clock: ClockInfo) -> Optional[FailureEvent]:
+    """Keylime's ``check_quote_timing`` rules (keylime/tpm/tpm_main.py), run after the quote
+    verified, as Keylime's ``check_quote`` does: ``safe`` must be YES, and within one boot the
+    clock must strictly increase.  Unlike Keylime, a new ``boottime`` (the agent rebooted)
+    drops the previous clock rather than compare counts across the reboot."""
+    previous = inp.previous_clock if ev.boottime == inp.boottime else None
+    try:
+        check_clock(previous, clock, keylime_rules=True)
+    except QuoteClockError as exc:
+        context = {
+            "message": "Validation of clockinfo from quote",
+            "data": f"{type(exc).__name__}: {exc}",
+        }
+        return event(Component.QUOTE_VALIDATION, "quote_validation", context, False)
+    return None
 
 
 def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
@@ -184,6 +187,9 @@ def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
         context = {"message": "Quote data validation", "error": error}
         failure = event(Component.QUOTE_VALIDATION, "quote_validation", context, False)
         return CheckResult((failure,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
+    bad_clock = _clock_failure(inp, ev, verified.attest.clock_info)
+    if bad_clock is not None:
+        return CheckResult((bad_clock,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
     pubkey = ev.pubkey if ev.pubkey is not None else inp.public_key_pem
     failures = list(_pcr_failures(inp, verified, pubkey))
     if inp.mb_policy is not None:
@@ -257,13 +263,17 @@ def _ima(
         )
     except ImaParseError as exc:
         context = {"message": "IMA measurement list does not parse", "error": str(exc)[:200]}
-        return None, [event(Component.IMA, "ima_parse", context, True)]
-    failures = [
-        event(Component.IMA, IMA_EVENT_IDS.get(f.reason, f.reason.value), _ima_context(f), True)
-        for f in verdict.failures
-    ]
-    return verdict.new_state, failures
+        # Keylime files an unparsable line as ima.parser.entry (keylime/ima/ima.py).
+        return None, [event(Component.IMA, "parser.entry", context, True)]
+    return verdict.new_state, [_ima_event(f) for f in verdict.failures]
 
 
-def _ima_context(failure: ImaFailure) -> dict[str, Any]:
-    return {"entry": failure.entry, "path": failure.path[:256], "detail": failure.detail[:256]}
+def _ima_event(failure: ImaFailure) -> FailureEvent:
+    """Keylime's full event id (``ima.validation.ima-ng.not_in_allowlist``, ...)."""
+    context = {
+        "entry": failure.entry,
+        "path": failure.path[:256],
+        "template": failure.template,
+        "detail": failure.detail[:256],
+    }
+    return FailureEvent(failure.keylime_event_id, json.dumps(context), True)

@@ -6,6 +6,7 @@ Pure: bytes and parsed entries in, frozen values out; the verifier owns storage 
     evaluate(policy, state, new_entries, quoted_pcr10, hash_alg) -> ImaVerdict
     evaluate_log(policy, state, log_text, quoted_pcr10, hash_alg) -> ImaVerdict   (faster)
         ImaVerdict(ok, new_state: ImaState, failures: tuple[ImaFailure, ...], ...)
+    ImaFailure.keylime_event_id             Keylime's full event id, e.g. ima.pcr_mismatch
     ImaState.initial(hash_alg)              before the first entry of a boot
 
 Semantics follow Keylime 7.14 (keylime/ima/ima.py); see docs/runtime-policy.md.
@@ -38,10 +39,18 @@ from attest_protocol.policy.model import (
     RuntimePolicy,
     load_runtime_policy,
 )
-from attest_protocol.policy.verdict import ImaFailure, ImaFailureReason, ImaState, ImaVerdict
+from attest_protocol.policy.verdict import (
+    KEYLIME_IMA_EVENT_IDS,
+    ImaFailure,
+    ImaFailureReason,
+    ImaState,
+    ImaVerdict,
+    keylime_event_id,
+)
 
 __all__ = [
     "BOOT_AGGREGATE_PATH",
+    "KEYLIME_IMA_EVENT_IDS",
     "MAX_REPORTED_FAILURES",
     "MAX_RUNTIME_POLICY_BYTES",
     "RUNTIME_POLICY_VERSION",
@@ -60,6 +69,7 @@ __all__ = [
     "evaluate",
     "evaluate_log",
     "keyid_v2",
+    "keylime_event_id",
     "load_runtime_policy",
     "verify_signature",
 ]

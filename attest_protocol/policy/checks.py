@@ -44,12 +44,11 @@ def check_digest(
         return None
     allowed = table.get(entry.path)
     if allowed is None:
-        return ImaFailure(entry.lineno, entry.path, ImaFailureReason.NOT_IN_POLICY)
+        return ImaFailure.of(entry, ImaFailureReason.NOT_IN_POLICY)
     if entry.digest in allowed:
         return None
-    return ImaFailure(
-        entry.lineno,
-        entry.path,
+    return ImaFailure.of(
+        entry,
         ImaFailureReason.DIGEST_MISMATCH,
         f"{entry.digest_alg}:{entry.digest.hex()} is not an allowed digest",
     )
@@ -67,11 +66,11 @@ def check_signed(
     failure = check_digest(digests, entry, policy)
     if failure is None or not signature:
         return failure
-    return ImaFailure(
-        entry.lineno,
-        entry.path,
+    return ImaFailure.of(
+        entry,
         ImaFailureReason.BAD_SIGNATURE,
         f"signature does not verify and {failure.reason.value}",
+        failure.reason,
     )
 
 
@@ -79,7 +78,7 @@ def check_buffer(entry: ImaEntry, policy: RuntimePolicy) -> Outcome:
     try:
         found = key_from_buffer(entry.buffer or b"")
     except UnsupportedKeyError as exc:
-        bad = ImaFailure(entry.lineno, entry.path, ImaFailureReason.UNSUPPORTED_KEY, str(exc))
+        bad = ImaFailure.of(entry, ImaFailureReason.UNSUPPORTED_KEY, str(exc))
         return bad, None
     if found is None:
         return check_digest(policy.ima_buf, entry, policy), None

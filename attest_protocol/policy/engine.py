@@ -142,18 +142,18 @@ def check_entry(rnd: Round, hs: Hashers, entry: ImaEntry, index: int, reject: bo
     template_hash = entry.template_hash
     if template_hash == bytes(len(template_hash)):  # violation (ima_main.c, ima_add_violation)
         if entry.pcr != IMA_PCR:
-            rnd.fail(ImaFailure(entry.lineno, entry.path, ImaFailureReason.WRONG_PCR))
+            rnd.fail(ImaFailure.of(entry, ImaFailureReason.WRONG_PCR))
         elif reject:
-            rnd.fail(ImaFailure(entry.lineno, entry.path, ImaFailureReason.VIOLATION))
+            rnd.fail(ImaFailure.of(entry, ImaFailureReason.VIOLATION))
         return hs.ff
     data = entry.template_data()
     computed = hs.for_log(entry.log_alg)(data)
     # Same algorithm: the template hash is the extend digest, no second hash needed.
     extend = computed if entry.log_alg == hs.bank_alg else hs.bank(data)
     if entry.pcr != IMA_PCR:
-        rnd.fail(ImaFailure(entry.lineno, entry.path, ImaFailureReason.WRONG_PCR))
+        rnd.fail(ImaFailure.of(entry, ImaFailureReason.WRONG_PCR))
     elif computed != template_hash:
-        rnd.fail(ImaFailure(entry.lineno, entry.path, ImaFailureReason.TEMPLATE_HASH_MISMATCH))
+        rnd.fail(ImaFailure.of(entry, ImaFailureReason.TEMPLATE_HASH_MISMATCH))
     else:
         rnd.check_policy(entry, index)
     return extend

@@ -445,6 +445,47 @@ def test_check_clock(name: str, current: ClockInfo, accepted: bool) -> None:
         check_clock(PREVIOUS, current)
 
 
+# Keylime 7.14.3 Tpm.check_quote_timing (keylime/tpm/tpm_main.py) against the same PREVIOUS:
+# safe must be YES, neither count may decrease, and unless both counts changed the clock must
+# strictly increase.  tests/interop/test_clock_rules_vs_keylime.py runs these through Keylime.
+KEYLIME_CLOCK_CASES = [
+    ("same boot, clock ran", ClockInfo(60_000, 3, 2, True), True),
+    ("same boot, same clock", ClockInfo(50_000, 3, 2, True), False),
+    ("same boot, clock went back", ClockInfo(49_999, 3, 2, True), False),
+    ("same boot, clock ran, safe NO", ClockInfo(60_000, 3, 2, False), False),
+    ("resumed, clock ran", ClockInfo(70_000, 3, 3, True), True),
+    ("resumed, same clock", ClockInfo(50_000, 3, 3, True), False),
+    ("restartCount went back", ClockInfo(70_000, 3, 1, True), False),
+    ("rebooted, both counts changed, clock lagging", ClockInfo(45_000, 4, 3, True), True),
+    ("rebooted, restartCount unchanged, same clock", ClockInfo(50_000, 4, 2, True), False),
+    ("rebooted, restartCount unchanged, clock ran", ClockInfo(50_001, 4, 2, True), True),
+    ("rebooted: restartCount back to 0", ClockInfo(90_000, 4, 0, True), False),
+    ("rebooted, safe NO", ClockInfo(45_000, 4, 3, False), False),
+    ("resetCount went back", ClockInfo(90_000, 2, 5, True), False),
+]
+
+
+@pytest.mark.parametrize(("name", "current", "accepted"), KEYLIME_CLOCK_CASES)
+def test_check_clock_keylime_rules(name: str, current: ClockInfo, accepted: bool) -> None:
+    if accepted:
+        check_clock(PREVIOUS, current, keylime_rules=True)
+        assert current.safe
+        return
+    with pytest.raises(QuoteClockError):
+        check_clock(PREVIOUS, current, keylime_rules=True)
+
+
+@pytest.mark.parametrize("safe", [True, False])
+def test_check_clock_without_previous(safe: bool) -> None:
+    current = ClockInfo(1, 0, 0, safe)
+    check_clock(None, current)  # spec rules: nothing to compare with
+    if safe:
+        check_clock(None, current, keylime_rules=True)
+        return
+    with pytest.raises(QuoteClockError, match="safe"):
+        check_clock(None, current, keylime_rules=True)
+
+
 # --- quotes from a real TPM (swtpm 0.7.1, tpm2-tools 5.4) ------------------------------------
 # tpm2_quote -c ak -l sha256:0,1,2,10,16 -q 00112233445566778899 -g sha256, with the RSA AK of
 # test_tpm2_codecs (RSASSA), packed the way rust-keylime's encode_quote_string packs it.

@@ -13,7 +13,8 @@ selection_mismatch     the blob relabels the quoted PCR 16 as PCR 15; the digest
                        blob's values still equals the quoted pcrDigest
 clock_rollback         a genuine quote, right nonce, same AK, from a clone of the agent's TPM
                        started later (same seeds, so the AK blob loads; same resetCount and
-                       restartCount, Clock behind): what restoring a saved TPM state gives
+                       restartCount, Clock behind by an hour): what restoring a saved TPM
+                       state gives
 pcr16_other_nk         PCR 16 really re-extended with another key's hash in the TPM
 ima_not_in_policy      a file outside the runtime policy really measured into PCR 10
 ima_log_altered        the log re-sent from entry 0 with an earlier line rewritten to another
@@ -24,8 +25,8 @@ ima_log_altered        the log re-sent from entry 0 with an earlier line rewritt
 answer (or, for the real TPM changes, one of the next two quotes) must flip the state.  The
 event ids are Keylime 7.14.3's for the same failure: ``qoute_validation.quote_validation``
 (keylime/tpm/tpm_main.py check_quote: tpm_util.checkquote errors and check_quote_timing),
-``pcr_validation.invalid_pcr_16`` (_check_data_pcr) and ``ima.pcr_mismatch``
-(keylime/ima/ima.py) - except the file outside the policy, see CASES.  The quote-validation
+``pcr_validation.invalid_pcr_16`` (_check_data_pcr), ``ima.pcr_mismatch`` and
+``ima.validation.ima-ng.not_in_allowlist`` (keylime/ima/ima.py).  The quote-validation
 cases share an id, so the logged failure context must name the exact check (its exception
 class) as well.
 """
@@ -99,10 +100,9 @@ CASES = {
     "selection_mismatch": Case(QUOTE_VALIDATION, "QuoteSelectionError"),
     "clock_rollback": Case(QUOTE_VALIDATION, "QuoteClockError"),
     "pcr16_other_nk": Case("pcr_validation.invalid_pcr_16", "invalid_pcr_16"),
-    # Keylime 7.14.3 records this one as "ima.validation.ima-ng.not_in_allowlist" (the
-    # sub-components of keylime/ima/ima.py _validate_ima_ng); verifier_lite drops them.  Kept
-    # as verifier_lite records it, like test_ima_swtpm.py, until checks.py adds them.
-    "ima_not_in_policy": Case("ima.not_in_allowlist", OUTSIDE_PATH, ima=True),
+    # Keylime's full id: keylime/ima/ima.py _validate_ima_ng files it under the
+    # sub-components "validation", "ima-ng".
+    "ima_not_in_policy": Case("ima.validation.ima-ng.not_in_allowlist", OUTSIDE_PATH, ima=True),
     "ima_log_altered": Case("ima.pcr_mismatch", "ima.pcr_mismatch", ima=True),
 }
 
@@ -216,6 +216,25 @@ async def measure_on_agent_tpm(agent: FakeAgent, log: Path, path: str, content: 
     await tpm._run(work)
 
 
+# The clone must be behind the last quote the verifier accepted, not only behind the agent's
+# current Clock: started a moment after the agent's TPM, it lagged by less than a quote
+# interval on a fast run and its quotes were (rightly) accepted.  TPM2_ClockSet may only move
+# Clock forward (Part 3 §29.2), so the agent's Clock jumps ahead, as it would after running
+# that long since the saved state.
+CLOCK_ADVANCE_MS = 3_600_000
+
+
+async def advance_agent_clock(agent: FakeAgent, ms: int) -> None:
+    tpm = agent.tpm
+    assert isinstance(tpm, PytssTpm)
+
+    def work() -> None:
+        esys = tpm._sync._esys
+        esys.clock_set(esys.read_clock().clockInfo.clock + ms)
+
+    await tpm._run(work)
+
+
 def other_nk_pem() -> bytes:
     """The PEM of a key that is not the agent's NK (as rust-keylime would hash its own)."""
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
@@ -263,6 +282,8 @@ async def arm(
     if case in ("other_ak", "clock_rollback"):
         # The clone is started now, after the agent's TPM: its Clock is behind by that delay.
         same_ak = case == "clock_rollback"
+        if same_ak:
+            await advance_agent_clock(agent, CLOCK_ADVANCE_MS)
         ak_dir = tmp / "agent-tpm" if same_ak else tmp / "other-ak"
         tpm = await stack.enter_async_context(second_tpm(template, tmp, ak_dir))
         await tpm.ak()  # made (or loaded) now: a new AK takes swtpm seconds, not the test's

@@ -86,4 +86,5 @@ async def test_file_outside_the_policy_is_invalid(
     allowed = {k: v for k, v in FILES.items() if k != "/etc/hostname"}
     status = await run(nursery, swtpm, tls_files, verifier, tmp_path, policy_for(allowed))
     assert status["operational_state"] == State.INVALID_QUOTE
-    assert status["last_event_id"] == "ima.not_in_allowlist"
+    # Keylime's full id (keylime/ima/ima.py _validate_ima_ng, sub-components validation.ima-ng).
+    assert status["last_event_id"] == "ima.validation.ima-ng.not_in_allowlist"
