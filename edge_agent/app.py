@@ -131,10 +131,17 @@ async def run_agent(
         if ima is None:
             log.warning("No IMA log at %s: quotes carry no IMA list", config.ima_ml_file)
         await trio.to_thread.run_sync(boot_log.open_now)
+        from edge_agent.server.serve import (  # loaded by now, see SERVER_MODULE
+            prepare_server_config,
+            serve_agent_api,
+        )
+
+        # TLS material is read now, while the key files are readable, and kept in memory.
+        prepare = functools.partial(prepare_server_config, config.ip, config.port, tls)
+        server_config = await trio.to_thread.run_sync(prepare)
         if before_serving is not None:
             await before_serving()
         ctx = _api_context(config, tpm, prepared, ima, boot_log)
-        from edge_agent.server.serve import serve_agent_api  # loaded by now, see SERVER_MODULE
 
         async with trio.open_nursery() as nursery:
             # The one nursery of the daemon: serve_* tasks are started here, in order.
@@ -144,6 +151,7 @@ async def run_agent(
                 host=config.ip,
                 port=config.port,
                 tls=tls,
+                server_config=server_config,
                 shutdown=None if stop is None else stop.wait,
             )
             urls: list[str] = await nursery.start(serve)

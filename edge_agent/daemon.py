@@ -83,7 +83,9 @@ async def _drop_privileges(config: AgentConfig) -> None:
     """As root with ``run_as``: mount the secure dir, hand it to the user, then drop for good.
 
     The order is rust-keylime's (keylime-agent/src/main.rs): the TPM, the IMA and boot logs
-    are already open and the tmpfs is mounted while still root.  Started as another user (the
+    are already open, the server's TLS key is loaded and the tmpfs is mounted while still
+    root; keylime_dir and the secure dir (not what is in them) then belong to the user, as
+    the packaged unit's StateDirectory would.  Started as another user (the
     packaged unit runs as ``keylime``), ``run_as`` does not apply.
     """
     if not config.run_as:
@@ -95,7 +97,9 @@ async def _drop_privileges(config: AgentConfig) -> None:
         prepare_secure_dir, config.data_dir / SECURE_DIR_NAME, config.secure_size, is_root=True
     )
     secure = await trio.to_thread.run_sync(prepare)
-    drop_privileges(config.run_as, chown_paths=[secure.path])
+    # keylime_dir itself (not its files: CVE-2022-31250) so the agent can still reach the
+    # secure dir inside it; the key files stay root's 0600 and are already loaded.
+    drop_privileges(config.run_as, chown_paths=[config.data_dir, secure.path])
     log.info("Dropped root privileges: running as %s", config.run_as)
 
 

@@ -37,6 +37,9 @@ from tools.swtpm import Swtpm, manufacture
 # PCRs 0 (firmware), 10 (IMA) and 16 (Keylime's data PCR): the mask Keylime asks for.
 DEMO_MASK = 0x10401
 NONCE_ALPHABET = string.ascii_letters + string.digits
+# Others may pass through the demo's directory (never list or read it): the agent runs as
+# nobody once it has dropped root.
+TRAVERSABLE_DIR_MODE = 0o711
 
 
 def fresh_nonce() -> bytes:
@@ -160,6 +163,8 @@ def main() -> int:
         run(args.state.resolve())
         return 0
     with tempfile.TemporaryDirectory(prefix="limelet-demo-") as tmp:
+        # The agent drops root to nobody and must still reach its data dir inside this one.
+        Path(tmp).chmod(TRAVERSABLE_DIR_MODE)
         run(Path(tmp))
     return 0
 

@@ -83,7 +83,9 @@ def write_agent_config(workdir: Path, tcti: str, registrar_port: int, agent_port
         f'uuid = "{AGENT_ID}"\ntcti = "{tcti}"\nkeylime_dir = "{workdir / "agent-data"}"\n'
         f'registrar_ip = "{LOOPBACK}"\nregistrar_port = {registrar_port}\n'
         f"port = {agent_port}\ncontact_port = {agent_port}\n"
-        f'trusted_client_ca = "{workdir / "cv_ca" / "cacert.crt"}"\n',
+        f'trusted_client_ca = "{workdir / "cv_ca" / "cacert.crt"}"\n'
+        # Started as root, the agent gives up root once its TPM, logs and keys are open.
+        'run_as = "nobody:nogroup"\n',
         encoding="utf-8",
     )
     return config
@@ -161,7 +163,8 @@ def enrolled(
         detail(f"listening on {LOOPBACK}:{port} (agents) and {LOOPBACK}:{tls_port} (mTLS)")
         env["KEYLIME_AGENT_CONFIG"] = str(write_agent_config(workdir, tcti, port, agent_port))
         say("10", f"Starting limelet-agent as '{AGENT_ID}': it registers its EK, EK certificate")
-        detail("and AK, answers the credential challenge, activates, and serves over mTLS.")
+        detail("and AK, answers the credential challenge, activates, and serves over mTLS;")
+        detail("started as root, it drops to nobody:nogroup once its TPM and keys are open.")
         agent_log = workdir / "agent.log"
         with running([str(SCRIPTS / "limelet-agent")], env, agent_log) as agent:
             record = wait_for(

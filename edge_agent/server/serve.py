@@ -33,6 +33,7 @@ __all__ = [
     "TLS_HANDSHAKE_TIMEOUT_SECONDS",
     "TlsFiles",
     "hypercorn_config",
+    "prepare_server_config",
     "serve_agent_api",
 ]
 
@@ -51,11 +52,18 @@ ALPN_PROTOCOLS = ["http/1.1"]
 
 
 class _MutualTlsConfig(Config):
-    """Hypercorn's Config takes one CA file; ``trusted_client_ca`` is a list (base.rs)."""
+    """Hypercorn's Config takes one CA file; ``trusted_client_ca`` is a list (base.rs).
+
+    The context is built once and kept: ``prepare_server_config`` builds it while the agent
+    can still read its key files, before a ``run_as`` privilege drop.
+    """
 
     client_cas: tuple[Path, ...] = ()
+    prebuilt: Optional[ssl.SSLContext] = None
 
     def create_ssl_context(self) -> Optional[ssl.SSLContext]:
+        if self.prebuilt is not None:
+            return self.prebuilt
         context = super().create_ssl_context()
         if context is not None:
             for ca in self.client_cas:
@@ -82,6 +90,14 @@ def hypercorn_config(host: str, port: int, tls: Optional[TlsFiles]) -> Config:
     return config
 
 
+def prepare_server_config(host: str, port: int, tls: Optional[TlsFiles]) -> Config:
+    """The server's config with its TLS context already loaded (blocking: reads key files)."""
+    config = hypercorn_config(host, port, tls)
+    if isinstance(config, _MutualTlsConfig) and tls is not None:
+        config.prebuilt = config.create_ssl_context()
+    return config
+
+
 def _bind_address(host: str, port: int) -> str:
     try:
         if ipaddress.ip_address(host.strip("[]")).version == 6:
@@ -98,18 +114,21 @@ async def serve_agent_api(
     port: int,
     tls: Optional[TlsFiles],
     shutdown: Optional[Callable[[], Awaitable[object]]] = None,
+    server_config: Optional[Config] = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown`` returns (then drain) or until cancelled.
 
     Reports the bound URLs (``https://127.0.0.1:9002``) through ``task_status``.
+    ``server_config`` (from ``prepare_server_config``) is used as given; without it one is
+    built here from ``host``, ``port`` and ``tls``.
     """
     if tls is None:
         log.warning("INSECURE: mTLS is disabled; the agent API is served over plain HTTP.")
         log.warning(
             "INSECURE: anyone who can reach %s:%d can ask for quotes and send keys.", host, port
         )
-    config = hypercorn_config(host, port, tls)
+    config = hypercorn_config(host, port, tls) if server_config is None else server_config
     app = AgentApiApp(ctx)
     async with trio.open_nursery() as background:
         ctx.background = background

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from attest_protocol.pki import create_ca
 from edge_agent.cli import main
 from tests.agent.support import FakeRegistrar
 from tests.agent.test_registration_tcp import free_port
@@ -125,9 +126,11 @@ async def test_agent_started_as_root_drops_to_run_as_once_serving(
     conf = tmp_path / "agent.conf"
     conf.write_text(
         f'[agent]\nuuid = "{AGENT_ID}"\nkeylime_dir = "{keylime_dir}"\nregistrar_port = {port}\n'
-        f'enable_agent_mtls = false\npayload_script = ""\nport = {api_port}\n'
-        'run_as = "nobody:nogroup"\n'
+        f'payload_script = ""\nport = {api_port}\nrun_as = "nobody:nogroup"\n'
     )
+    # mTLS on: the server's key (0600, root's) must be loaded before the drop.
+    (keylime_dir / "cv_ca").mkdir(parents=True)
+    (keylime_dir / "cv_ca" / "cacert.crt").write_bytes(create_ca("run_as test CA").cert_pem)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYLIME_")}
     env.update(KEYLIME_AGENT_CONFIG=str(conf), TCTI=swtpm.tcti)
     registrar = FakeRegistrar()
@@ -145,11 +148,13 @@ async def test_agent_started_as_root_drops_to_run_as_once_serving(
                 )
                 try:
                     with trio.fail_after(STARTUP_TIMEOUT_S):
-                        while "Dropped root privileges" not in log_path.read_text():
+                        while "is up" not in log_path.read_text():
                             assert process.poll() is None, log_path.read_text()
                             await trio.sleep(0.1)
                     uids = _status_field(process.pid, "Uid")
                     secure_owner = secure.stat().st_uid
+                    data_owner = keylime_dir.stat().st_uid
+                    key_owner = (keylime_dir / "server-private.pem").stat().st_uid
                     process.send_signal(signal.SIGTERM)
                     with trio.fail_after(STOP_TIMEOUT_S):
                         returncode = await process.wait()
@@ -162,8 +167,10 @@ async def test_agent_started_as_root_drops_to_run_as_once_serving(
         if await trio.Path(secure).is_mount():
             await trio.run_process(["umount", str(secure)])
     nobody = pwd.getpwnam("nobody").pw_uid
+    assert "Dropped root privileges: running as nobody:nogroup" in log_path.read_text()
     assert uids == [nobody] * 4, "real, effective, saved and filesystem uid must all be nobody"
-    assert secure_owner == nobody
+    assert secure_owner == data_owner == nobody
+    assert key_owner == 0, "only the directories change hands, never the key files"
     assert registrar.agents[AGENT_ID].active
     assert returncode == 0, log_path.read_text()
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,9 +18,20 @@ DEMO_TIMEOUT_S = 300
 pytestmark = [pytest.mark.swtpm, pytest.mark.interop]
 
 
-def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
+@pytest.fixture
+def demo_dir() -> Iterator[Path]:
+    """Outside pytest's 0700 temp root: the demo's agent drops to nobody and must reach it."""
+    path = Path(tempfile.mkdtemp(prefix="limelet-demo-test-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_demo_tells_the_whole_story(demo_dir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tools.demo", "--state", str(tmp_path)],
+        [sys.executable, "-m", "tools.demo", "--state", str(demo_dir / "state")],
         cwd=ROOT,
         capture_output=True,
         text=True,
