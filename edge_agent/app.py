@@ -131,30 +131,13 @@ async def run_agent(
         if ima is None:
             log.warning("No IMA log at %s: quotes carry no IMA list", config.ima_ml_file)
         await trio.to_thread.run_sync(boot_log.open_now)
-        from edge_agent.server.serve import (  # loaded by now, see SERVER_MODULE
-            prepare_server_config,
-            serve_agent_api,
-        )
-
-        # TLS material is read now, while the key files are readable, and kept in memory.
-        prepare = functools.partial(prepare_server_config, config.ip, config.port, tls)
-        server_config = await trio.to_thread.run_sync(prepare)
+        serve = await _server_ready(config, tls, stop)
         if before_serving is not None:
             await before_serving()
         ctx = _api_context(config, tpm, prepared, ima, boot_log)
-
         async with trio.open_nursery() as nursery:
             # The one nursery of the daemon: serve_* tasks are started here, in order.
-            serve = functools.partial(
-                serve_agent_api,
-                ctx,
-                host=config.ip,
-                port=config.port,
-                tls=tls,
-                server_config=server_config,
-                shutdown=None if stop is None else stop.wait,
-            )
-            urls: list[str] = await nursery.start(serve)
+            urls: list[str] = await nursery.start(serve, ctx)
             task_status.started(dataclasses.replace(prepared.started, api_urls=tuple(urls)))
             log.info("Agent %s is up; waiting for SIGTERM", prepared.started.agent_id)
     finally:
@@ -164,6 +147,28 @@ async def run_agent(
             boot_log.close()
             await tpm.aclose()
     log.info("Agent stopped")
+
+
+async def _server_ready(
+    config: AgentConfig, tls: Optional[TlsFiles], stop: Optional[trio.Event]
+) -> Callable[..., Awaitable[None]]:
+    """``serve_agent_api`` bound to its config, with the TLS key already read into memory
+    (while it is still readable: a ``run_as`` drop comes after this)."""
+    from edge_agent.server.serve import (  # loaded by now, see SERVER_MODULE
+        prepare_server_config,
+        serve_agent_api,
+    )
+
+    prepare = functools.partial(prepare_server_config, config.ip, config.port, tls)
+    server_config = await trio.to_thread.run_sync(prepare)
+    return functools.partial(
+        serve_agent_api,
+        host=config.ip,
+        port=config.port,
+        tls=tls,
+        server_config=server_config,
+        shutdown=None if stop is None else stop.wait,
+    )
 
 
 def _import_in_background(module: str) -> None:
