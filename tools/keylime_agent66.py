@@ -13,7 +13,6 @@ build; a venv without a matching stamp is half-built and is rebuilt.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,12 +24,12 @@ from pathlib import Path
 from tools.keylime_venv import (
     PIP_TIMEOUT_SECONDS,
     SYSTEM_PYTHON,
-    KeylimeVenvError,
     _build_lock,
     _run,
     _site_packages,
     _system_gpg_package,
     cache_root,
+    venv_main,
 )
 
 __all__ = [
@@ -157,24 +156,13 @@ def _build(venv: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return venv_main(
+        argv,
         prog="python -m tools.keylime_agent66",
-        description=f"Manage the private virtualenv holding Keylime {AGENT_VERSION}'s agent.",
+        what=f"Keylime {AGENT_VERSION}'s agent",
+        build=ensure,
+        where=venv_dir,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ensure", help="build the venv unless a finished one exists")
-    sub.add_parser("path", help="print the venv directory")
-    args = parser.parse_args(argv)
-    if args.command == "path":
-        print(venv_dir())
-        return 0
-    try:
-        ensure()
-    except KeylimeVenvError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(f"keylime-agent66: Keylime {AGENT_VERSION} is ready at {venv_dir()}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -219,27 +219,40 @@ def _run(
     return proc.stdout
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.keylime_venv",
-        description=f"Manage the private virtualenv holding real Keylime {KEYLIME_VERSION}.",
-    )
+def venv_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    what: str,
+    build: Callable[[], Path],
+    where: Callable[[], Path],
+) -> int:
+    """The ``ensure|path`` command line shared by the Keylime virtualenv tools."""
+    parser = argparse.ArgumentParser(prog=prog, description=f"Manage the virtualenv of {what}.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ensure", help="build the venv unless a finished one exists")
     sub.add_parser("path", help="print the venv directory")
     args = parser.parse_args(argv)
     if args.command == "path":
-        print(venv_dir())
-        return 0
-    if _is_complete(venv_dir()):
-        print(f"keylime-venv: Keylime {KEYLIME_VERSION} is ready at {venv_dir()}")
+        print(where())
         return 0
     try:
-        ensure()
+        venv = build()
     except KeylimeVenvError as exc:
         print(exc, file=sys.stderr)
         return 1
+    print(f"{prog}: {what} is ready at {venv}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return venv_main(
+        argv,
+        prog="python -m tools.keylime_venv",
+        what=f"real Keylime {KEYLIME_VERSION}",
+        build=ensure,
+        where=venv_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.registrar_client import RegistrationForbidden
 from registrar_lite.server import serve_registrar
 from tests.agent.support import SoftTpm
-from tests.registrar.support import RunningRegistrar, make_tls_files, registrar_config
+from tests.cv_ca import make_tls_files
+from tests.registrar.support import RunningRegistrar, registrar_config
 from tools.swtpm import Swtpm
 
 pytestmark = pytest.mark.swtpm

@@ -32,7 +32,8 @@ from attest_protocol.quote import KeylimeQuote, verify_quote
 from attest_protocol.tpm2.constants import TpmAlg
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from registrar_lite.server import serve_registrar
-from tests.registrar.support import RunningRegistrar, make_tls_files, registrar_config
+from tests.cv_ca import make_tls_files
+from tests.registrar.support import RunningRegistrar, registrar_config
 from tools import keylime_agent66
 from tools.keylime_process import ServiceProcess, log_tail
 from tools.keylime_services import free_port

@@ -8,11 +8,10 @@ import pytest
 import trio
 
 from registrar_lite.server import serve_registrar
+from tests.cv_ca import TlsFiles, make_tls_files
 from tests.registrar.support import (
     RunningRegistrar,
     SoftwareIdentity,
-    TlsFiles,
-    make_tls_files,
     registrar_config,
     software_identity,
 )

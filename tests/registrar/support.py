@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime
 import sqlite3
-import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -21,80 +20,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from attest_protocol.pki import (
-    CertificateAuthority,
-    IssuedCert,
-    create_ca,
-    issue_client_cert,
-    issue_server_cert,
-)
 from attest_protocol.tpm2.constants import EccCurve, TpmAlg, TpmaObject
 from attest_protocol.tpm2.public import AK_REQUIRED_ATTRIBUTES, SYM_NULL, Scheme, TpmPublic
 from registrar_lite.config import RegistrarConfig
 from registrar_lite.ek_template import ek_public_from_key
 from registrar_lite.server import BoundPorts
 from registrar_lite.service import expected_auth_tag
+from tests.cv_ca import TlsFiles
 
 LOOPBACK = "127.0.0.1"
 API = "v2.1"
 # Short limits keep the timeout tests fast; production defaults are in registrar_lite.config.
 TEST_HANDSHAKE_TIMEOUT_SECONDS = 0.5
 CLIENT_TIMEOUT_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """Server and client certificates from one test CA, plus a client from a rogue CA."""
-
-    directory: Path
-    ca: CertificateAuthority
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.directory / "cacert.crt"
-
-    @property
-    def client_cert(self) -> Path:
-        return self.directory / "client-cert.crt"
-
-    @property
-    def client_key(self) -> Path:
-        return self.directory / "client-private.pem"
-
-    @property
-    def rogue_cert(self) -> Path:
-        return self.directory / "rogue-cert.crt"
-
-    @property
-    def rogue_key(self) -> Path:
-        return self.directory / "rogue-private.pem"
-
-    def client_context(self, *, rogue: bool = False, with_cert: bool = True) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.ca_cert))
-        if with_cert:
-            cert, key = (
-                (self.rogue_cert, self.rogue_key) if rogue else (self.client_cert, self.client_key)
-            )
-            ctx.load_cert_chain(str(cert), str(key))
-        return ctx
-
-
-def _write_pair(directory: Path, cert_name: str, key_name: str, issued: IssuedCert) -> None:
-    (directory / cert_name).write_bytes(issued.cert_pem)
-    (directory / key_name).write_bytes(issued.key_pem)
-
-
-def make_tls_files(directory: Path) -> TlsFiles:
-    """Keylime's cv_ca file names, so ``tls_dir`` alone points the registrar at them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = create_ca("limelet registrar test CA")
-    (directory / "cacert.crt").write_bytes(ca.cert_pem)
-    server = issue_server_cert(ca, "registrar", ips=[LOOPBACK], dns_names=["localhost"])
-    _write_pair(directory, "server-cert.crt", "server-private.pem", server)
-    _write_pair(directory, "client-cert.crt", "client-private.pem", issue_client_cert(ca, "tenant"))
-    rogue = issue_client_cert(create_ca("someone else's CA"), "intruder")
-    _write_pair(directory, "rogue-cert.crt", "rogue-private.pem", rogue)
-    return TlsFiles(directory, ca)
 
 
 def registrar_config(

@@ -21,7 +21,8 @@ from registrar_lite.config import (
 )
 from registrar_lite.errors import ConfigError
 from registrar_lite.server import serve_registrar
-from tests.registrar.support import LOOPBACK, TlsFiles, registrar_config
+from tests.cv_ca import TlsFiles
+from tests.registrar.support import LOOPBACK, registrar_config
 
 SHUTDOWN_TIMEOUT_SECONDS = 10
 

@@ -15,11 +15,11 @@ import trio
 from attest_protocol.tpm2.constants import TpmaObject
 from attest_protocol.tpm2.public import AK_REQUIRED_ATTRIBUTES
 from registrar_lite.server import serve_registrar
+from tests.cv_ca import TlsFiles
 from tests.registrar.support import (
     API,
     RunningRegistrar,
     SoftwareIdentity,
-    TlsFiles,
     ak_public,
     b64,
     ek_certificate,

@@ -16,7 +16,8 @@ import trio
 
 from registrar_lite.server import serve_registrar
 from registrar_lite.service import expected_auth_tag
-from tests.registrar.support import API, RunningRegistrar, TlsFiles, b64, registrar_config
+from tests.cv_ca import TlsFiles
+from tests.registrar.support import API, RunningRegistrar, b64, registrar_config
 from tests.swtpm.support import config, opened
 from tools.swtpm import Swtpm
 

@@ -17,6 +17,7 @@ import trio
 from registrar_lite.config import RegistrarConfig
 from registrar_lite.server import BoundPorts, serve_registrar
 from tenant_lite.errors import EXIT_ATTESTATION_FAILED, EXIT_NOT_FOUND, EXIT_OK
+from tests.cv_ca import TlsFiles, make_tls_files
 from tests.tenant.agent_support import (
     ATTESTING,
     PAYLOAD,
@@ -29,7 +30,7 @@ from tests.tenant.agent_support import (
 )
 from tests.tenant.support import write_config
 from tests.tenant.test_keylime_services import POLICY
-from tests.verifier.support import TlsFiles, make_tls_files, verifier_config
+from tests.verifier.support import verifier_config
 from tools.keylime_services import free_port
 from tools.swtpm import Swtpm
 from verifier_lite.server import BoundPort, serve_verifier

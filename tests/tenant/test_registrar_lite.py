@@ -16,13 +16,8 @@ import trio
 from attest_protocol.pki import create_ca, issue_server_cert
 from registrar_lite.server import serve_registrar
 from tenant_lite.errors import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNREACHABLE
-from tests.registrar.support import (
-    API,
-    RunningRegistrar,
-    make_tls_files,
-    registrar_config,
-    software_identity,
-)
+from tests.cv_ca import make_tls_files
+from tests.registrar.support import API, RunningRegistrar, registrar_config, software_identity
 from tests.tenant.support import TenantRun, run_tenant, write_config
 
 AGENT_ID = "tenant-test-agent"

@@ -11,9 +11,10 @@ import pytest
 import trio
 
 from edge_agent.tpm.pytss_backend import PytssTpm
+from tests.cv_ca import TlsFiles, make_tls_files
 from tests.swtpm.support import config as tpm_config
 from tests.verifier.fake_agent import FakeAgent
-from tests.verifier.support import RunningVerifier, TlsFiles, make_tls_files, verifier_config
+from tests.verifier.support import RunningVerifier, verifier_config
 from tools.swtpm import Swtpm
 from verifier_lite.server import serve_verifier
 

@@ -36,7 +36,8 @@ from quart_trio import QuartTrio
 from attest_protocol.tpm2.pcr import parse_mask
 from edge_agent.keys.mtls import build_certificate
 from edge_agent.tpm.protocol import Tpm
-from tests.verifier.support import LOOPBACK, TlsFiles
+from tests.cv_ca import TlsFiles
+from tests.verifier.support import LOOPBACK
 
 AGENT_VERSIONS = ("2.1", "2.2")
 # A forgery: (the honest ``results`` of quotes/integrity, the request's query) -> what to send.

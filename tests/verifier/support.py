@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import httpx
 
-from attest_protocol.pki import (
-    CertificateAuthority,
-    create_ca,
-    issue_client_cert,
-    issue_server_cert,
-)
+from tests.cv_ca import TlsFiles
 from verifier_lite.config import VerifierConfig
 from verifier_lite.server import BoundPort
 
@@ -30,44 +24,6 @@ CLIENT_TIMEOUT_SECONDS = 10.0
 # Fast polling for tests; production defaults live in verifier_lite.config.
 TEST_QUOTE_INTERVAL_SECONDS = 0.2
 TEST_RETRY_INTERVAL_SECONDS = 0.1
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    directory: Path
-    ca: CertificateAuthority
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.directory / "cacert.crt"
-
-    @property
-    def client_cert(self) -> Path:
-        return self.directory / "client-cert.crt"
-
-    @property
-    def client_key(self) -> Path:
-        return self.directory / "client-private.pem"
-
-    def client_context(self, *, with_cert: bool = True) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.ca_cert))
-        if with_cert:
-            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
-        return ctx
-
-
-def make_tls_files(directory: Path) -> TlsFiles:
-    """Keylime's cv_ca names: CA, server (verifier) and client (tenant and verifier) pairs."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = create_ca("limelet verifier test CA")
-    (directory / "cacert.crt").write_bytes(ca.cert_pem)
-    server = issue_server_cert(ca, "verifier", ips=[LOOPBACK], dns_names=["localhost"])
-    (directory / "server-cert.crt").write_bytes(server.cert_pem)
-    (directory / "server-private.pem").write_bytes(server.key_pem)
-    client = issue_client_cert(ca, "tenant")
-    (directory / "client-cert.crt").write_bytes(client.cert_pem)
-    (directory / "client-private.pem").write_bytes(client.key_pem)
-    return TlsFiles(directory, ca)
 
 
 def verifier_config(data_dir: Path, tls: TlsFiles, **overrides: Any) -> VerifierConfig:

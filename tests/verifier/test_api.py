@@ -16,11 +16,11 @@ import pytest
 import trio
 
 from attest_protocol.api_version import ApiVersion
+from tests.cv_ca import TlsFiles
 from tests.registrar.support import ak_public
 from tests.verifier.support import (
     API,
     RunningVerifier,
-    TlsFiles,
     add_body,
     b64,
     runtime_policy_json,

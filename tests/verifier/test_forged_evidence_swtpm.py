@@ -53,13 +53,13 @@ from attest_protocol.quote import KeylimeQuote, encode_pcr_blob, parse_pcr_blob
 from attest_protocol.tpm2.attest import ClockInfo, parse_tpms_attest
 from attest_protocol.tpm2.pcr import parse_mask
 from edge_agent.tpm.pytss_backend import PytssTpm
+from tests.cv_ca import TlsFiles
 from tests.swtpm.support import config as tpm_config
 from tests.verifier.conftest import open_fake_agent
 from tests.verifier.fake_agent import FakeAgent, Forgery
 from tests.verifier.support import (
     API,
     RunningVerifier,
-    TlsFiles,
     add_body,
     b64,
     runtime_policy_json,

@@ -9,15 +9,9 @@ from typing import Any
 import pytest
 import trio
 
+from tests.cv_ca import TlsFiles
 from tests.verifier.conftest import open_fake_agent
-from tests.verifier.support import (
-    API,
-    RunningVerifier,
-    TlsFiles,
-    add_body,
-    b64,
-    runtime_policy_json,
-)
+from tests.verifier.support import API, RunningVerifier, add_body, b64, runtime_policy_json
 from tests.verifier.test_polling_swtpm import wait_status
 from tools.ima_emulator import ImaEmulator
 from tools.swtpm import Swtpm

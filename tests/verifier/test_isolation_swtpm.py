@@ -10,8 +10,9 @@ import pytest
 import trio
 
 from attest_protocol.api_version import ApiVersion
+from tests.cv_ca import TlsFiles
 from tests.verifier.fake_agent import FakeAgent
-from tests.verifier.support import API, RunningVerifier, TlsFiles, add_body, verifier_config
+from tests.verifier.support import API, RunningVerifier, add_body, verifier_config
 from tests.verifier.test_polling_swtpm import wait_status
 from verifier_lite.agent_client import AgentChannel, QuoteRequest
 from verifier_lite.records import AgentRecord

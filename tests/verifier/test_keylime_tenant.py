@@ -21,10 +21,11 @@ from attest_protocol.api_version import SUPPORTED_VERSIONS, negotiate
 from edge_agent.registrar_client import RegistrarClient, Registration, auth_tag
 from registrar_lite.config import RegistrarConfig
 from registrar_lite.server import BoundPorts, serve_registrar
+from tests.cv_ca import TlsFiles
 from tests.fixtures.keylime import KeylimeServices
 from tests.verifier.conftest import open_fake_agent
 from tests.verifier.fake_agent import FakeAgent
-from tests.verifier.support import API, LOOPBACK, RunningVerifier, TlsFiles, runtime_policy_json
+from tests.verifier.support import API, LOOPBACK, RunningVerifier, runtime_policy_json
 from tests.verifier.test_ima_swtpm import FILES, policy_for, write_ima_log
 from tests.verifier.test_polling_swtpm import wait_status
 from tools.keylime_config import component_options

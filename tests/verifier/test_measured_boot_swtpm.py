@@ -12,9 +12,10 @@ import trio
 
 from attest_protocol.tpm2.constants import TpmAlg
 from edge_agent.tpm import esys_ops
+from tests.cv_ca import TlsFiles
 from tests.unit.test_eventlog import BOOT, build_log
 from tests.verifier.conftest import open_fake_agent
-from tests.verifier.support import API, RunningVerifier, TlsFiles, add_body
+from tests.verifier.support import API, RunningVerifier, add_body
 from tests.verifier.test_polling_swtpm import wait_status
 from tools.swtpm import Swtpm
 from verifier_lite.states import State

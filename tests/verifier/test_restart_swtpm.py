@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import trio
 
+from tests.cv_ca import TlsFiles
 from tests.verifier.fake_agent import FakeAgent
-from tests.verifier.support import API, RunningVerifier, TlsFiles, add_body, verifier_config
+from tests.verifier.support import API, RunningVerifier, add_body, verifier_config
 from tests.verifier.test_polling_swtpm import wait_status
 from verifier_lite.server import serve_verifier
 from verifier_lite.states import State

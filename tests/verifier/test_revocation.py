@@ -11,8 +11,9 @@ import trio
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.cv_ca import TlsFiles
 from tests.verifier.fake_agent import FakeAgent
-from tests.verifier.support import API, RunningVerifier, TlsFiles, add_body, verifier_config
+from tests.verifier.support import API, RunningVerifier, add_body, verifier_config
 from tests.verifier.test_polling_swtpm import wait_status
 from tests.verifier.test_store import record
 from verifier_lite.failures import Component, event

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 import trio
 
+from tests.cv_ca import TlsFiles
 from tests.verifier.fake_agent import FakeAgent
-from tests.verifier.support import API, RunningVerifier, TlsFiles, verifier_config
+from tests.verifier.support import API, RunningVerifier, verifier_config
 from tests.verifier.test_polling_swtpm import add, wait_status
 from tests.verifier.test_store import record
 from verifier_lite.config import VerifierConfig
