@@ -23,13 +23,9 @@ the CLI gives all of that ``SHUTDOWN_GRACE_SECONDS`` before it cancels.  Cancell
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import importlib
 import logging
-import sys
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Optional
@@ -52,8 +48,9 @@ from edge_agent.keys import (
 )
 from edge_agent.payload import check_payload_policy
 from edge_agent.registrar_client import RegistrarClient, Registration, register_and_activate
-from edge_agent.server import AgentApiContext, TlsFiles
+from edge_agent.server import AgentApiContext, TlsFiles, serve_agent_api
 from edge_agent.server.hooks import PayloadSettings, payload_deployer, revocation_handler
+from edge_agent.server.serve import prepare_server_config
 from edge_agent.tpm import EkCertificateMissing, Tpm, TpmConfig
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "AgentStarted", "TpmOpener", "run_agent", "start_agent"]
@@ -64,11 +61,6 @@ TpmOpener = Callable[[TpmConfig], Awaitable[Tpm]]
 # From SIGTERM to exit: the server's drain (GRACEFUL_TIMEOUT_SECONDS) plus closing the IMA
 # log and the TPM.  systemd's default TimeoutStopSec is 90 s; we stay well inside it.
 SHUTDOWN_GRACE_SECONDS = 10.0
-# Hypercorn and the server modules take ~70 ms to import, a sixth of the start-up
-# (bench/agent_footprint.py).  They are imported in a background thread while the TPM and the
-# registrar work, time in which the agent otherwise waits on sockets; the import before
-# serving then finds the module loaded, or waits on its import lock until it is.
-SERVER_MODULE = "edge_agent.server.serve"
 
 
 @dataclass(frozen=True)
@@ -120,7 +112,6 @@ async def run_agent(
     check_payload_policy(
         config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
     )
-    _import_in_background(SERVER_MODULE)
     tpm = await open_tpm(config.tpm_config())
     ima: Optional[ImaLogReader] = None
     boot_log = MeasuredBootLogReader(config.measuredboot_ml_file)
@@ -154,11 +145,6 @@ async def _server_ready(
 ) -> Callable[..., Awaitable[None]]:
     """``serve_agent_api`` bound to its config, with the TLS key already read into memory
     (while it is still readable: a ``run_as`` drop comes after this)."""
-    from edge_agent.server.serve import (  # loaded by now, see SERVER_MODULE
-        prepare_server_config,
-        serve_agent_api,
-    )
-
     prepare = functools.partial(prepare_server_config, config.ip, config.port, tls)
     server_config = await trio.to_thread.run_sync(prepare)
     return functools.partial(
@@ -169,19 +155,6 @@ async def _server_ready(
         server_config=server_config,
         shutdown=None if stop is None else stop.wait,
     )
-
-
-def _import_in_background(module: str) -> None:
-    """Start importing ``module`` in a daemon thread (a failure surfaces at the real import)."""
-    if module not in sys.modules:
-        name = f"import {module}"
-        threading.Thread(target=_import_quietly, args=(module,), name=name, daemon=True).start()
-
-
-def _import_quietly(module: str) -> None:
-    # An ImportError here is raised again, with its traceback, by the import before serving.
-    with contextlib.suppress(ImportError):
-        importlib.import_module(module)
 
 
 def _tls_files(config: AgentConfig) -> Optional[TlsFiles]:

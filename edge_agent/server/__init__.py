@@ -1,7 +1,8 @@
-"""The agent's REST server: the Keylime agent API over mutual TLS, on Hypercorn's Trio worker.
+"""The agent's REST server: the Keylime agent API over mutual TLS, HTTP/1.1 by h11 on trio.
 
-``serve``     serve_agent_api(ctx, host=, port=, tls=, shutdown=, task_status=)
-``asgi``      the hand-written ASGI app (body limit, envelope, lifespan)
+``serve``     serve_agent_api(ctx, host=, port=, tls=, shutdown=, task_status=): connections,
+              TLS, timeouts and limits, graceful shutdown
+``handler``   AgentApi.respond: a request in, the JSON envelope out
 ``routes``    the route table per API version, /version, agent/info, notifications
 ``quotes``    quotes/identity and quotes/integrity
 ``keys``      keys/pubkey, ukey, vkey, verify (the U/V/K logic is edge_agent.bootstrap_keys)
@@ -18,19 +19,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from edge_agent.server.asgi import MAX_BODY_BYTES, AgentApiApp
 from edge_agent.server.context import AgentApiContext, PayloadDeployer, RevocationHandler
 from edge_agent.server.errors import AgentApiError, BadRequest, BodyTooLarge, MethodNotAllowed
+from edge_agent.server.handler import MAX_BODY_BYTES, AgentApi
+from edge_agent.server.serve import serve_agent_api
 from edge_agent.server.tls import TlsFiles
-
-if TYPE_CHECKING:
-    from edge_agent.server.serve import serve_agent_api
 
 __all__ = [
     "MAX_BODY_BYTES",
-    "AgentApiApp",
+    "AgentApi",
     "AgentApiContext",
     "AgentApiError",
     "BadRequest",
@@ -41,13 +38,3 @@ __all__ = [
     "TlsFiles",
     "serve_agent_api",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # ``serve`` imports Hypercorn (~70 ms, ~4 MB); it is loaded on first use so that the
-    # agent can import it in the background while the TPM works (edge_agent.preload).
-    if name == "serve_agent_api":
-        from edge_agent.server.serve import serve_agent_api
-
-        return serve_agent_api
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

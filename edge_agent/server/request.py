@@ -1,6 +1,6 @@
 """A request as the handlers see it, and strict readers for its query and JSON body.
 
-Pure: no I/O.  The ASGI layer (edge_agent.server.asgi) fills :class:`Request`; handlers call
+Pure: no I/O.  edge_agent.server.handler fills :class:`Request`; handlers call
 the readers, which raise :class:`~edge_agent.server.errors.BadRequest` naming the field.
 """
 

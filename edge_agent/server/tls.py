@@ -1,5 +1,5 @@
-"""The TLS files of the agent API server, kept apart from ``serve`` so that naming them does
-not import Hypercorn (app.py builds them before the TPM is opened; see ``preload``)."""
+"""The TLS files of the agent API server (app.py names them before the TPM is opened; the
+server's SSL context is built from them by edge_agent.server.serve)."""
 
 from __future__ import annotations
 

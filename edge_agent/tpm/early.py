@@ -3,7 +3,7 @@
 The agent's first TPM work (importing tpm2-pytss, the ESAPI context, the EK, the AK) mostly
 waits on the TPM: TPM2_CreatePrimary of the RSA-2048 EK (``ek_handle = "generate"``) takes
 ~150 ms on swtpm and longer on many hardware TPMs, and ESAPI calls release the GIL while they
-wait.  Importing trio, Hypercorn and the agent's own modules takes ~0.3 s of CPU.  Done one
+wait.  Importing trio and the agent's own modules takes ~0.3 s of CPU.  Done one
 after the other they add up; ``cli.main`` therefore starts an ``EarlyTpm`` as soon as the
 configuration is read, and ``run_agent`` takes the opened TPM over through :meth:`open`, its
 ``open_tpm``, at the point where it would have opened it itself (bench/agent_footprint.py).

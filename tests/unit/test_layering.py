@@ -2,7 +2,8 @@
 
 DESIGN.md: edge_agent, verifier_lite, registrar_lite and tenant_lite each import
 attest_protocol; attest_protocol imports none of them (nor trio, quart, httpx); the three
-services never import each other.  The agent never imports Quart or Hypercorn-on-Quart.
+services never import each other.  The agent imports no web framework and no ASGI server
+(Quart, Hypercorn, httpx): its HTTP is h11, kept out of the agent install's dependencies.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ COMPONENTS = ("edge_agent", "verifier_lite", "registrar_lite", "tenant_lite")
 FORBIDDEN: dict[str, frozenset[str]] = {
     "attest_protocol": frozenset(COMPONENTS)
     | {"trio", "quart", "quart_trio", "httpx", "hypercorn"},
-    "edge_agent": frozenset(COMPONENTS) - {"edge_agent"} | {"quart", "quart_trio"},
+    "edge_agent": frozenset(COMPONENTS) - {"edge_agent"}
+    | {"quart", "quart_trio", "hypercorn", "httpx"},
     "verifier_lite": frozenset(COMPONENTS) - {"verifier_lite"},
     "registrar_lite": frozenset(COMPONENTS) - {"registrar_lite"},
     "tenant_lite": frozenset(COMPONENTS) - {"tenant_lite"},
