@@ -11,6 +11,7 @@ import functools
 import os
 import secrets
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -247,8 +248,16 @@ def curl_quote(spec: AgentSpec, verifier: Verifier) -> tuple[float, float]:
 
 def curl_get(spec: AgentSpec, verifier: Verifier, path: str) -> tuple[float, float]:
     """(total, after-handshake) seconds of one GET over mTLS, as curl times it."""
-    url = f"https://{LOOPBACK}:{spec.port}{path}"
     trust = ["--cacert", str(spec.server_cert)] if spec.server_cert else ["--insecure"]
+    return _curl(f"https://{LOOPBACK}:{spec.port}{path}", trust, verifier)
+
+
+def curl_url(url: str, server_cert: Path, verifier: Verifier) -> tuple[float, float]:
+    """(total, after-handshake) seconds of one GET of ``url`` over mTLS, as curl times it."""
+    return _curl(url, ["--cacert", str(server_cert)], verifier)
+
+
+def _curl(url: str, trust: list[str], verifier: Verifier) -> tuple[float, float]:
     proc = subprocess.run(
         ["curl", "--silent", "--show-error", "--fail", "--max-time", str(CURL_TIMEOUT_S),
          *trust, "--cert", str(verifier.cert), "--key", str(verifier.key),
@@ -257,6 +266,55 @@ def curl_get(spec: AgentSpec, verifier: Verifier, path: str) -> tuple[float, flo
     )  # fmt: skip
     appconnect, starttransfer, total = (float(field) for field in proc.stdout.split())
     return total, starttransfer - appconnect
+
+
+# What the agent imports before any of its own code runs: its libraries, nothing else.
+LIBRARY_FLOOR_IMPORTS = (
+    "import ssl, trio, h11, tpm2_pytss\n"
+    "from tpm2_pytss import ESAPI\n"
+    "from cryptography import x509\n"
+    "from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa\n"
+    "from cryptography.hazmat.primitives.ciphers.aead import AESGCM\n"
+)
+
+
+def library_floor_mb() -> float:
+    """Peak RSS of a python that imports the agent's libraries (trio, h11, tpm2-pytss,
+    cryptography, ssl) and stops: what no agent built on them can go below."""
+    code = LIBRARY_FLOOR_IMPORTS + (
+        "for line in open('/proc/self/status'):\n"
+        "    if line.startswith('VmHWM:'):\n"
+        "        print(line.split()[1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return round(int(out.stdout.split()[0]) / 1024, 2)
+
+
+@contextlib.contextmanager
+def openssl_server(cert: Path, key: Path, client_ca: Path) -> Iterator[int]:
+    """``openssl s_server`` with the agent's own certificate and key, requiring a client
+    certificate from ``client_ca``: the fastest TLS server curl can be timed against here."""
+    port = _free_port()
+    argv = [
+        "openssl", "s_server", "-accept", f"{LOOPBACK}:{port}", "-cert", str(cert),
+        "-key", str(key), "-Verify", "1", "-CAfile", str(client_ca), "-www", "-quiet",
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not _port_open(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"openssl s_server did not start (exit {proc.poll()})")
+            time.sleep(POLL_INTERVAL_S)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.closing(socket.socket()) as probe:
+        return probe.connect_ex((LOOPBACK, port)) == 0
 
 
 def vm_hwm_mb(pid: int) -> float:
