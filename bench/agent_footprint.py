@@ -63,10 +63,10 @@ from bench.footprint_support import (
     make_verifier,
     openssl_server,
     started,
-    vm_hwm_mb,
 )
 from tools import keylime_agent66
 from tools.demo_registration import LOOPBACK, _free_port, running, write_pki, write_registrar_config
+from tools.procfs import peak_rss_mb
 from tools.swtpm import Swtpm, SwtpmState, manufacture
 
 RESULTS = Path(__file__).parent / "results" / "agent_footprint.json"
@@ -110,7 +110,7 @@ def measure_agent(spec: AgentSpec, verifier: Verifier, seconds: int, starts: int
             samples.append(curl_quote(spec, verifier))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
         versions = [curl_get(spec, verifier, "/version")[0] for _ in range(VERSION_PROBES)]
-        peak_mb = vm_hwm_mb(pid)
+        peak_mb = peak_rss_mb(pid)
     totals = [total for total, _ in samples]
     return {
         "start_to_serving_s": round(statistics.median(times), 3),

@@ -315,10 +315,3 @@ def openssl_server(cert: Path, key: Path, client_ca: Path) -> Iterator[int]:
 def _port_open(port: int) -> bool:
     with contextlib.closing(socket.socket()) as probe:
         return probe.connect_ex((LOOPBACK, port)) == 0
-
-
-def vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 2)
-    raise RuntimeError("no VmHWM in /proc/PID/status")

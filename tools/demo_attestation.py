@@ -26,6 +26,7 @@ from tools.demo_registration import (
 )
 from tools.demo_registration import _free_port as free_port
 from tools.narrate import detail, say
+from tools.procfs import peak_rss_mb
 
 AGENT_ID = "demo-agent"
 QUOTE_INTERVAL_S = 1.0
@@ -90,6 +91,7 @@ def show_attesting(config: Path, en: Enrolment) -> None:
     detail(f"successful attestations: {first['attestation_count']} -> {later['attestation_count']}")
     secure = en.workdir / "agent-data" / "secure" / "decrypted_payload"
     detail(f"the payload in the agent's secure directory reads: {secure.read_text().strip()!r}")
+    detail(f"the agent's peak memory so far: {peak_rss_mb(en.agent.pid):.1f} MB resident")
 
 
 def tamper(ctrl_port: int) -> None:

@@ -54,4 +54,7 @@ def test_demo_tells_the_whole_story(demo_dir: Path) -> None:
     assert counts is not None, out[-3000:]
     assert int(counts.group(2)) > int(counts.group(1))
     assert "the database password is hunter2" in out
+    peak = re.search(r"the agent's peak memory so far: ([0-9.]+) MB resident", out)
+    assert peak is not None, out[-3000:]
+    assert 10.0 < float(peak.group(1)) < 200.0  # a live python process, read from /proc
     assert "the verifier's verdict: " in out
