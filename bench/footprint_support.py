@@ -29,6 +29,7 @@ from tools import keylime_agent66
 from tools.demo_registration import LOOPBACK, _free_port, mtls_get
 
 SCRIPTS = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 # Polling /version: short enough not to hide start-up time, long enough not to load the CPU.
 POLL_INTERVAL_S = 0.005
 # Keylime 6.6.0 creates its EK and AK with tpm2-tools on a first start: tens of seconds.
@@ -290,12 +291,12 @@ def library_floor_mb() -> float:
     """Peak RSS of a python that imports the agent's libraries (trio, h11, tpm2-pytss,
     cryptography, ssl) and stops: what no agent built on them can go below."""
     code = LIBRARY_FLOOR_IMPORTS + (
-        "for line in open('/proc/self/status'):\n"
-        "    if line.startswith('VmHWM:'):\n"
-        "        print(line.split()[1])\n"
+        "import os\nfrom tools.procfs import peak_rss_mb\nprint(peak_rss_mb(os.getpid()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return round(int(out.stdout.split()[0]) / 1024, 2)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return float(out.stdout)
 
 
 @contextlib.contextmanager
