@@ -9,6 +9,14 @@ No ASGI server: Hypercorn served the API until bench/agent_footprint.py showed w
 agent (~4 MB resident, ~70 ms of start-up, ~2.5 ms per request) for features Keylime's clients
 never use.  Each connection is one task and a failing connection never affects the others.
 
+Connections are capped (:func:`connection_cap`): at most ``MAX_CONNECTIONS`` at once, and never
+so many that the descriptors kept for the TPM's TCTI, the logs and the key files
+(``RESERVED_DESCRIPTORS``) could run out.  At the cap the acceptor first ends the oldest
+connection still in its TLS handshake (nobody we know, holding a slot), then waits for a slot
+before it accepts again, so further connects wait in the kernel's backlog instead of taking
+descriptors (backpressure).  A flood of idle connects therefore never starves the TPM of its
+socket, and a verifier that connects after it is served once its turn comes.
+
 Shutdown: when ``shutdown`` returns, the listeners close, idle connections close, and requests
 in flight may finish for up to ``GRACEFUL_TIMEOUT_SECONDS``; cancelling the task stops
 everything at once.
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import resource
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -44,12 +53,15 @@ from edge_agent.server.tls import TlsFiles, server_ssl_context
 __all__ = [
     "GRACEFUL_TIMEOUT_SECONDS",
     "KEEP_ALIVE_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
+    "RESERVED_DESCRIPTORS",
     "MAX_HEAD_BYTES",
     "READ_TIMEOUT_SECONDS",
     "TLS_HANDSHAKE_TIMEOUT_SECONDS",
     "Responder",
     "ServerConfig",
     "TlsFiles",
+    "connection_cap",
     "prepare_server_config",
     "serve_agent_api",
     "serve_http",
@@ -57,6 +69,25 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Keylime's verifier and tenant hold one connection to an agent at a time; a few dozen leaves
+# room for retries and operators' probes.  Each connection costs one descriptor (and a TLS
+# object), so this also bounds the agent's memory under a connect flood.
+MAX_CONNECTIONS = 64
+# Descriptors never given to API connections: the TCTI socket or /dev/tpmrm0 (reopened after
+# a TPM error), log files, key and state files, the listeners, trio's wakeup pipe, thread
+# pools and the payload's child process pipes.
+RESERVED_DESCRIPTORS = 64
+# How long the acceptor waits before trying again after accept() itself failed (EMFILE).
+ACCEPT_RETRY_SECONDS = 0.1
+
+
+def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
+    """``limit``, lowered so that ``RESERVED_DESCRIPTORS`` stay free under RLIMIT_NOFILE."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return limit
+    return max(1, min(limit, soft - RESERVED_DESCRIPTORS))
 
 
 def prepare_server_config(host: str, port: int, tls: Optional[TlsFiles]) -> ServerConfig:
@@ -129,6 +160,13 @@ class _Server:
     api: Responder
     config: ServerConfig
     drain: Drain = field(default_factory=Drain)
+    cap: int = field(default_factory=connection_cap)
+    slots: trio.Semaphore = field(init=False)
+    # Connections still in their TLS handshake, oldest first (dicts keep insertion order).
+    unauthenticated: dict[trio.CancelScope, None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.slots = trio.Semaphore(self.cap)
 
     async def run(
         self,
@@ -157,15 +195,33 @@ class _Server:
 
     async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
         while True:
+            await self._free_slot()
             try:
                 stream = await listener.accept()
             except OSError as exc:  # EMFILE and the like: wait rather than spin
+                self.slots.release()
                 log.warning("Cannot accept a connection: %s", exc)
-                await trio.sleep(0.1)
+                await trio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             connections.start_soon(self._connection, stream)
 
+    async def _free_slot(self) -> None:
+        """Take a connection slot; at the cap, shed the oldest unauthenticated connection."""
+        if self.slots.value == 0 and self.unauthenticated:
+            oldest = next(iter(self.unauthenticated))
+            del self.unauthenticated[oldest]
+            log.info("At %d connections: dropping the oldest one still in its handshake",
+                     self.cap)  # fmt: skip
+            oldest.cancel()
+        await self.slots.acquire()
+
     async def _connection(self, tcp: trio.SocketStream) -> None:
+        try:
+            await self._serve_one(tcp)
+        finally:
+            self.slots.release()
+
+    async def _serve_one(self, tcp: trio.SocketStream) -> None:
         try:
             address, port = tcp.socket.getpeername()[:2]
             peer = f"{address}:{port}"
@@ -191,13 +247,18 @@ class _Server:
         self, tcp: trio.SocketStream, context: ssl.SSLContext, peer: str
     ) -> trio.abc.Stream:
         stream = trio.SSLStream(tcp, context, server_side=True, https_compatible=True)
-        with trio.move_on_after(self.config.handshake_timeout):
-            try:
-                await stream.do_handshake()
-            except trio.BrokenResourceError as exc:
-                # No client certificate, one from another CA, a plain-HTTP client...
-                log.info("TLS handshake with %s failed: %s", peer, exc.__cause__ or exc)
-                raise Closed("TLS handshake failed") from exc
-            return stream
-        log.info("TLS handshake with %s timed out", peer)
+        scope = trio.CancelScope(deadline=trio.current_time() + self.config.handshake_timeout)
+        self.unauthenticated[scope] = None
+        try:
+            with scope:
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    # No client certificate, one from another CA, a plain-HTTP client...
+                    log.info("TLS handshake with %s failed: %s", peer, exc.__cause__ or exc)
+                    raise Closed("TLS handshake failed") from exc
+                return stream
+        finally:
+            self.unauthenticated.pop(scope, None)
+        log.info("TLS handshake with %s timed out or was shed", peer)
         raise Closed("TLS handshake timed out")
