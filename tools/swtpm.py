@@ -240,6 +240,18 @@ class Swtpm:
         _terminate(process)
         raise SwtpmError(f"swtpm did not accept within {START_TIMEOUT_S} s:\n{self._log()}")
 
+    def start_again(self) -> Swtpm:
+        """Start a stopped swtpm on its old ports (its TCTI string stays valid): a TPM
+        power cycle as seen by a client that stays connected to ``tcti``."""
+        if self._process is not None or not self.port:
+            raise SwtpmError("swtpm is running, or was never started")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._try_start():  # the old ports may linger a moment after the stop
+            if time.monotonic() > deadline:
+                raise SwtpmError(f"swtpm did not start again on {self.port}:\n{self._log()}")
+            time.sleep(POLL_INTERVAL_S)
+        return self
+
     def stop(self) -> None:
         """Stop swtpm (SIGTERM, then SIGKILL); safe to call twice."""
         process, self._process = self._process, None

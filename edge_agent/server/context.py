@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import trio
@@ -72,8 +72,6 @@ class AgentApiContext:
     boot_log: Optional[MeasuredBootLogReader] = None
     deploy_payload: PayloadDeployer = no_payload_deployer
     on_revocation: RevocationHandler = no_revocation_handler
-    # Serialises PCR 16 binding and the quote (rust-keylime holds its TPM mutex across both).
-    quote_lock: trio.Lock = field(default_factory=trio.Lock)
     # Where the hooks run; set by serve_agent_api before the first request.
     background: Optional[trio.Nursery] = None
 

@@ -5,6 +5,7 @@
     AgentApiError            http_status, status (the envelope's text; never key material)
     ├── BadRequest           400: malformed query, JSON, base64, or a value out of range
     ├── BodyTooLarge         413: a request body over MAX_BODY_BYTES
+    ├── ServiceUnavailable   503: the TPM connection is being reopened; ask again later
     └── MethodNotAllowed     405: a known path with another method; ``allow`` lists the right one
 
 Unknown paths answer 400 like rust-keylime's default services (BadRequest with its texts).
@@ -12,7 +13,7 @@ Unknown paths answer 400 like rust-keylime's default services (BadRequest with i
 
 from __future__ import annotations
 
-__all__ = ["AgentApiError", "BadRequest", "BodyTooLarge", "MethodNotAllowed"]
+__all__ = ["AgentApiError", "BadRequest", "BodyTooLarge", "MethodNotAllowed", "ServiceUnavailable"]
 
 
 class AgentApiError(Exception):
@@ -41,3 +42,7 @@ class MethodNotAllowed(AgentApiError):
     def __init__(self, status: str, allow: tuple[str, ...]) -> None:
         super().__init__(status)
         self.allow = allow
+
+
+class ServiceUnavailable(AgentApiError):
+    http_status = 503

@@ -6,9 +6,10 @@ struct of keylime/src/quote.rs: ``quote``, ``hash_alg``, ``enc_alg``, ``sign_alg
 only when present.  ``boottime`` is the Python agent's field (keylime/cloud_verifier_common.py
 reads it, default 0); the verifier uses it to tell a reboot from a replayed IMA offset.
 
-PCR 16 is reset and extended with H(NK public PEM) before every quote and always quoted
-(rust-keylime tpm.rs ``build_pcr_list``): the verifier checks it against the ``pubkey`` it
-was sent or cached, which ties the U/V halves it encrypts to this TPM.
+PCR 16 is reset and extended with H(NK public PEM) before every quote and always quoted, in
+one TPM-layer operation (``Tpm.bound_quote``; rust-keylime tpm.rs ``build_pcr_list``): the
+verifier checks it against the ``pubkey`` it was sent or cached, which ties the U/V halves it
+encrypts to this TPM.  While the TPM connection is being reopened a quote answers 503.
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from attest_protocol.api_version import ApiVersion
 from attest_protocol.errors import ParseError
 from attest_protocol.tpm2.pcr import parse_mask
 from edge_agent.server.context import AgentApiContext
-from edge_agent.server.errors import BadRequest
+from edge_agent.server.errors import BadRequest, ServiceUnavailable
 from edge_agent.server.request import Request
+from edge_agent.tpm import TpmUnavailable
+from edge_agent.tpm.protocol import MAX_NONCE_BYTES
 
 __all__ = ["MAX_NONCE_CHARS", "enc_alg_for_version", "identity_quote", "integrity_quote"]
 
 log = logging.getLogger(__name__)
 
-# rust-keylime tpm.rs MAX_NONCE_SIZE; a TPM2B_DATA qualifying nonce holds at most 64 bytes.
-MAX_NONCE_CHARS = 64
+# The nonce is ASCII alphanumerics, one byte each in the TPM's qualifyingData.
+MAX_NONCE_CHARS = MAX_NONCE_BYTES
 _NONCE_RE = re.compile(f"[A-Za-z0-9]{{1,{MAX_NONCE_CHARS}}}")
-# Keylime's data PCR (keylime/common/... "TPM_DATA_PCR"), extended with H(NK PEM).
-DATA_PCR = 16
 IMA_PCR = 10
 BOOT_PCR = 0
 # ima_ml_entry is an entry index; 20 digits hold any u64, more is not an index.
@@ -94,9 +95,11 @@ def _checked_entry(request: Request) -> int:
 async def _quote(
     ctx: AgentApiContext, nonce: bytes, mask: int, version: ApiVersion
 ) -> dict[str, Any]:
-    async with ctx.quote_lock:
-        await ctx.tpm.bind_data_pcr(ctx.nk_public_pem)
-        quote = await ctx.tpm.quote(nonce, mask | 1 << DATA_PCR, ctx.hash_alg)
+    try:
+        quote = await ctx.tpm.bound_quote(ctx.nk_public_pem, nonce, mask, ctx.hash_alg)
+    except TpmUnavailable as exc:
+        # The backend is reopening the TPM; the verifier's next poll may well succeed.
+        raise ServiceUnavailable(f"TPM unavailable, try again later: {exc.reason}") from exc
     results: dict[str, Any] = {
         "quote": quote.encode(),
         "hash_alg": ctx.hash_alg,

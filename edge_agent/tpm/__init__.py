@@ -6,6 +6,7 @@
 ``templates``      EK (TCG EK Credential Profile) and AK templates, EK certificate NV indexes
 ``ak_store``       the AK persisted between runs (atomic JSON file, mode 0600)
 ``esys_ops``       blocking ESAPI commands, bytes in and out
+``rc``             which TSS2 return codes are transient, which reject a stored blob
 ``pytss_sync``     EsysTpm: the operations over one ESAPI context (blocking)
 ``pytss_backend``  PytssTpm: the async backend (worker thread, one-slot limiter)
 ``early``          EarlyTpm: the TPM opened while the agent imports the rest (cli.main)
@@ -19,18 +20,21 @@ from __future__ import annotations
 from edge_agent.tpm.config import TpmConfig
 from edge_agent.tpm.errors import (
     AkMismatch,
+    AkNotLoaded,
     EkCertificateMissing,
     PcrsKeptChanging,
     TctiError,
     TpmCommandError,
     TpmConfigError,
     TpmError,
+    TpmUnavailable,
 )
 from edge_agent.tpm.protocol import AkInfo, EkInfo, Tpm
 
 __all__ = [
     "AkInfo",
     "AkMismatch",
+    "AkNotLoaded",
     "EkCertificateMissing",
     "EkInfo",
     "PcrsKeptChanging",
@@ -40,4 +44,5 @@ __all__ = [
     "TpmConfig",
     "TpmConfigError",
     "TpmError",
+    "TpmUnavailable",
 ]

@@ -8,6 +8,8 @@
     ├── TpmCommandError             a TPM command failed: names what we were doing and the rc
     ├── EkCertificateMissing        no EK certificate at the NV index (names the index)
     ├── AkMismatch                  the stored AK does not fit this EK or configuration
+    ├── AkNotLoaded                 the TPM could not load the stored AK now (kept, not replaced)
+    ├── TpmUnavailable              the TPM connection failed and is being reopened (answer 503)
     └── PcrsKeptChanging            PCRs changed between quote and read on every attempt
 
 Every tpm2-pytss exception is wrapped with ``from`` into one of these, together with the
@@ -86,3 +88,28 @@ class PcrsKeptChanging(TpmError):
             f"PCR values changed between TPM2_Quote and TPM2_PCR_Read on all {attempts} attempts"
         )
         self.attempts = attempts
+
+
+class AkNotLoaded(TpmError):
+    """TPM2_Load of the stored AK failed for a reason that is not the blob's fault.
+
+    A resource, transport or retryable error (edge_agent.tpm.rc.is_transient, or anything the
+    TPM did not definitively reject): the file is kept, since a new AK would make the registrar
+    refuse this agent until an operator deletes its record.
+    """
+
+    def __init__(self, path: object, cause: TpmCommandError) -> None:
+        super().__init__(
+            f"the TPM could not load the stored AK in {path} now ({cause}); the AK is kept, "
+            "not replaced: start the agent again once the TPM is available"
+        )
+        self.rc = cause.rc
+
+
+class TpmUnavailable(TpmError):
+    """The TPM connection broke; the backend reopens it with backoff.  Callers answer 503."""
+
+    def __init__(self, reason: str, retry_in: float) -> None:
+        super().__init__(f"the TPM is unavailable ({reason}); retrying in {retry_in:.1f} s")
+        self.reason = reason
+        self.retry_in = retry_in

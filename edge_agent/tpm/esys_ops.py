@@ -259,3 +259,30 @@ def activate_credential(
             ak, ek, credential, secret, session1=ESYS_TR.PASSWORD, session2=session
         )
     return bytes(cert_info)
+
+
+# Handle ranges (Part 2 §7.2, TPM_HT_*) of what a process leaves in the TPM when it dies
+# without flushing: transient objects, loaded HMAC and policy sessions.
+LEFTOVER_HANDLE_RANGES = (0x80000000, 0x02000000, 0x03000000)
+# TPM_PT_HR_TRANSIENT_MAX and friends are a handful on real TPMs (3 to 7); ask for more.
+LEFTOVER_QUERY_COUNT = 64
+
+
+def flush_leftovers(esys: Any) -> int:
+    """Flush every transient object and loaded session the TPM lists (``tpm2_flushcontext -ts``).
+
+    Through /dev/tpmrm0 or tpm2-abrmd the list holds this connection's objects only, which are
+    none right after opening; on a raw TPM or swtpm it holds what a crashed predecessor left,
+    which would fill the TPM's few slots (TPM_RC_OBJECT_MEMORY).  Returns how many were flushed.
+    """
+    flushed = 0
+    for first in LEFTOVER_HANDLE_RANGES:
+        with tss(f"listing handles from {first:#010x}"):
+            _more, data = esys.get_capability(TPM2_CAP.HANDLES, first, LEFTOVER_QUERY_COUNT)
+        for handle in (int(h) for h in data.data.handles):
+            if handle >> 24 != first >> 24:
+                break  # the list runs on into the next handle type
+            with tss(f"flushing leftover handle {handle:#010x}"):
+                esys.flush_context(esys.tr_from_tpmpublic(handle))
+            flushed += 1
+    return flushed

@@ -14,7 +14,15 @@ from typing import Optional, Protocol
 
 from attest_protocol.quote import KeylimeQuote
 
-__all__ = ["AkInfo", "EkInfo", "Tpm"]
+__all__ = ["DATA_PCR", "MAX_NONCE_BYTES", "AkInfo", "EkInfo", "Tpm"]
+
+# Keylime's "data PCR" (keylime config TPM_DATA_PCR, rust-keylime tpm.rs build_pcr_list):
+# reset, then extended with the NK public key so that a quote proves which key the tenant's
+# U share must be encrypted to.
+DATA_PCR = 16
+# TPM2_Quote's qualifyingData (TPM2B_DATA); rust-keylime refuses longer nonces
+# (tpm.rs MAX_NONCE_SIZE).  The API's nonce is ASCII, so this is its length in characters.
+MAX_NONCE_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,14 @@ class Tpm(Protocol):
 
     async def bind_data_pcr(self, nk_public_pem: bytes) -> None:
         """Reset PCR 16 and extend it with H(nk_public_pem) in the configured bank."""
+        ...
+
+    async def bound_quote(
+        self, nk_public_pem: bytes, nonce: bytes, mask: int, hash_alg: Optional[str] = None
+    ) -> KeylimeQuote:
+        """``bind_data_pcr`` then ``quote`` over ``mask`` plus PCR 16, as one operation: no
+        other caller's TPM command runs in between (rust-keylime holds its TPM mutex across
+        both), so the quoted PCR 16 is always bound to ``nk_public_pem``."""
         ...
 
     async def quote(self, nonce: bytes, mask: int, hash_alg: Optional[str] = None) -> KeylimeQuote:

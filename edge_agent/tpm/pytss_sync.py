@@ -19,27 +19,23 @@ from attest_protocol.quote import KeylimeQuote, encode_pcr_blob
 from attest_protocol.tpm2.constants import TpmAlg, alg_for_hash_name, keylime_name
 from attest_protocol.tpm2.pcr import PcrSelection
 from attest_protocol.tpm2.public import parse_tpm2b_public
-from edge_agent.tpm import ak_store, esys_ops, templates
+from edge_agent.tpm import ak_store, esys_ops, rc, templates
 from edge_agent.tpm.ak_store import StoredAk
 from edge_agent.tpm.config import TpmConfig
 from edge_agent.tpm.errors import (
     AkMismatch,
+    AkNotLoaded,
     EkCertificateMissing,
     PcrsKeptChanging,
     TpmCommandError,
     TpmConfigError,
 )
-from edge_agent.tpm.protocol import AkInfo, EkInfo
+from edge_agent.tpm.protocol import DATA_PCR, MAX_NONCE_BYTES, AkInfo, EkInfo
 
 __all__ = ["DATA_PCR", "MAX_NONCE_BYTES", "QUOTE_ATTEMPTS", "EsysTpm", "QuoteRaceHook"]
 
 log = logging.getLogger(__name__)
 
-# Keylime's "data PCR" (keylime config TPM_DATA_PCR): reset, then extended with the NK
-# public key so a quote proves which key the tenant's U share must be encrypted to.
-DATA_PCR = 16
-# TPM2_Quote's qualifyingData; rust-keylime refuses nonces longer than this (MAX_NONCE_SIZE).
-MAX_NONCE_BYTES = 64
 # Quote-then-read attempts before giving up when PCRs keep changing in between
 # (rust-keylime tpm.rs NUM_ATTESTATION_ATTEMPTS).
 QUOTE_ATTEMPTS = 5
@@ -79,6 +75,10 @@ class EsysTpm:
     def open(cls, config: TpmConfig, quote_race_hook: Optional[QuoteRaceHook] = None) -> EsysTpm:
         esys, vendor = esys_ops.open_esapi(config.tcti)
         try:
+            # Before any key is loaded: a crashed predecessor's objects would fill the slots.
+            flushed = esys_ops.flush_leftovers(esys)
+            if flushed:
+                log.info("flushed %d transient objects or sessions left in the TPM", flushed)
             return cls(esys, config, vendor, quote_race_hook)
         except BaseException:
             esys.close()
@@ -147,6 +147,11 @@ class EsysTpm:
         try:
             handle = esys_ops.load_ak(self._esys, ek.handle, stored.private, stored.public)
         except TpmCommandError as exc:
+            # Only a definitive rejection of the blob replaces it: on a resource or transport
+            # error the same AK loads again later, and a new one would be refused (403) by
+            # the registrar that knows this agent's old AK.
+            if not rc.rejects_blob(exc.rc):
+                raise AkNotLoaded(path, exc) from exc
             log.warning("the TPM refused the stored AK in %s, making a new one: %s", path, exc)
             return None
         log.info("reloaded the AK from %s", path)
@@ -198,6 +203,13 @@ class EsysTpm:
                 return KeylimeQuote(attest, signature, encode_pcr_blob(alg, values))
             log.info("PCRs changed between quote and read (attempt %d); quoting again", attempt)
         raise PcrsKeptChanging(QUOTE_ATTEMPTS)
+
+    def bound_quote(
+        self, nk_public_pem: bytes, nonce: bytes, mask: int, hash_alg: Optional[str] = None
+    ) -> KeylimeQuote:
+        """Bind PCR 16 to the NK and quote ``mask`` plus PCR 16, in one command sequence."""
+        self.bind_data_pcr(nk_public_pem)
+        return self.quote(nonce, mask | 1 << DATA_PCR, hash_alg)
 
     def _extender(self, alg: TpmAlg) -> PcrExtender:
         def extend(pcr: int, data: bytes) -> None:

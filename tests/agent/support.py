@@ -195,6 +195,11 @@ class SoftTpm:
     async def quote(self, nonce: bytes, mask: int, hash_alg: Optional[str] = None) -> KeylimeQuote:
         raise NotImplementedError("not needed for registration")
 
+    async def bound_quote(
+        self, nk_public_pem: bytes, nonce: bytes, mask: int, hash_alg: Optional[str] = None
+    ) -> KeylimeQuote:
+        raise NotImplementedError("not needed for registration")
+
     async def activate_credential(self, blob: bytes) -> bytes:
         self.activations += 1
         ek = parse_tpm2b_public(self.ek_public)

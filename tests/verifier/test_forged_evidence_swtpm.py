@@ -53,6 +53,7 @@ from attest_protocol.quote import KeylimeQuote, encode_pcr_blob, parse_pcr_blob
 from attest_protocol.tpm2.attest import ClockInfo, parse_tpms_attest
 from attest_protocol.tpm2.pcr import parse_mask
 from edge_agent.tpm.pytss_backend import PytssTpm
+from edge_agent.tpm.pytss_sync import EsysTpm
 from tests.cv_ca import TlsFiles
 from tests.swtpm.support import config as tpm_config
 from tests.verifier.conftest import open_fake_agent
@@ -203,8 +204,8 @@ async def measure_on_agent_tpm(agent: FakeAgent, log: Path, path: str, content: 
     lineno = len((await trio.Path(log).read_text(encoding="utf-8")).splitlines()) + 1
     entry = make_entry(path, hashlib.sha256(content).digest(), lineno=lineno)
 
-    def work() -> None:
-        esys = tpm._sync._esys
+    def work(sync: EsysTpm) -> None:
+        esys = sync._esys
         with log.open("a", encoding="utf-8") as f:
             f.write(format_ima_line(entry) + "\n")
         values = [
@@ -228,8 +229,8 @@ async def advance_agent_clock(agent: FakeAgent, ms: int) -> None:
     tpm = agent.tpm
     assert isinstance(tpm, PytssTpm)
 
-    def work() -> None:
-        esys = tpm._sync._esys
+    def work(sync: EsysTpm) -> None:
+        esys = sync._esys
         esys.clock_set(esys.read_clock().clockInfo.clock + ms)
 
     await tpm._run(work)
