@@ -5,11 +5,15 @@ Keylime's verifier and tenant send one small request at a time, usually one per 
 every wait is bounded:
 
 * an idle keep-alive connection: :data:`KEEP_ALIVE_TIMEOUT_SECONDS`;
-* each read inside a request: :data:`READ_TIMEOUT_SECONDS`;
+* each read inside a request: :data:`READ_TIMEOUT_SECONDS`, and the whole body:
+  :data:`REQUEST_TIMEOUT_SECONDS` from the end of the head (408 and close, so a body trickled
+  a byte at a time cannot hold a connection for ever);
 * request line and headers: :data:`MAX_HEAD_BYTES` (431); the body: ``max_body_bytes`` (413,
   answered unread when declared, as soon as crossed when streamed; the connection closes).
 
-Bytes that are not HTTP/1.1 get 400 and the connection closes.  While the server drains
+Bytes that are not HTTP/1.1 get 400 and the connection closes, as does a request with both
+``Content-Length`` and ``Transfer-Encoding`` (RFC 9112 §6.3: a server may reject it and must
+then close; answering it is how requests are smuggled past a proxy).  While the server drains
 (:class:`Drain`), answers carry ``Connection: close`` and idle connections end.
 """
 
@@ -30,6 +34,7 @@ __all__ = [
     "KEEP_ALIVE_TIMEOUT_SECONDS",
     "MAX_HEAD_BYTES",
     "READ_TIMEOUT_SECONDS",
+    "REQUEST_TIMEOUT_SECONDS",
     "Closed",
     "Drain",
     "Responder",
@@ -45,6 +50,8 @@ access_log = logging.getLogger("edge_agent.server.access")
 TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # Idle time allowed while reading a request; Keylime's verifier sends its requests at once.
 READ_TIMEOUT_SECONDS = 30.0
+# The whole body, however it trickles in: an 8 MiB payload over a slow link fits easily.
+REQUEST_TIMEOUT_SECONDS = 60.0
 KEEP_ALIVE_TIMEOUT_SECONDS = 5.0
 # Requests in flight when shutdown starts may finish within this (a quote takes < 1 s).
 GRACEFUL_TIMEOUT_SECONDS = 5.0
@@ -62,6 +69,7 @@ class ServerConfig:
     handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT_SECONDS
     keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT_SECONDS
     read_timeout: float = READ_TIMEOUT_SECONDS
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS
     graceful_timeout: float = GRACEFUL_TIMEOUT_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
 
@@ -89,7 +97,11 @@ class Closed(Exception):
 
 
 class _Timeout(Exception):
-    pass
+    """One read waited longer than ``read_timeout``: the peer stalled, close without a word."""
+
+
+class _Deadline(Exception):
+    """The body took longer than ``request_timeout`` in all: answer 408, then close."""
 
 
 async def serve_connection(
@@ -167,6 +179,9 @@ class _Connection:
         if _head_size(request) > MAX_HEAD_BYTES:
             await self._refuse(431, f"Request line and headers over {MAX_HEAD_BYTES} bytes")
             return False
+        if _has_header(request, b"content-length") and _has_header(request, b"transfer-encoding"):
+            await self._refuse(400, "Both Content-Length and Transfer-Encoding (RFC 9112 6.3)")
+            return False
         declared = _content_length(request)
         if declared is not None and declared > self.config.max_body_bytes:
             await self._send(request, too_large(self.config.max_body_bytes), close=True)
@@ -174,8 +189,13 @@ class _Connection:
         if self.h11.they_are_waiting_for_100_continue:
             await self._send_all(h11.InformationalResponse(status_code=100, headers=[]))
         try:
-            body = await self._body()
+            body = await self._body_in_time()
         except _Timeout:
+            return False
+        except _Deadline:
+            await self._refuse(
+                408, f"Request body not received within {self.config.request_timeout:g} s"
+            )
             return False
         except h11.RemoteProtocolError as exc:
             await self._refuse(exc.error_status_hint, f"Bad request: {exc}")
@@ -186,6 +206,12 @@ class _Connection:
         response = await self.api.respond(method, request.target, body)
         await self._send(request, response, close=self.drain.closing)
         return True
+
+    async def _body_in_time(self) -> Optional[bytes]:
+        """``_body`` within the request's total deadline (each read has its own as well)."""
+        with trio.move_on_after(self.config.request_timeout):
+            return await self._body()
+        raise _Deadline
 
     async def _body(self) -> Optional[bytes]:
         """The request body; None once it grows past the limit (the rest is not read)."""
@@ -248,6 +274,10 @@ class _Connection:
 
 def _head_size(request: h11.Request) -> int:
     return len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
+
+
+def _has_header(request: h11.Request, name: bytes) -> bool:
+    return any(have == name for have, _value in request.headers)
 
 
 def _content_length(request: h11.Request) -> Optional[int]:

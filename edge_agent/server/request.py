@@ -59,11 +59,18 @@ def parse_query(raw: bytes) -> dict[str, str]:
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object (not a list, string or number)."""
+    """The body as a JSON object (not a list, string or number).
+
+    JSON nested deeper than the interpreter's recursion limit (``[[[...]]]`` 10,000 deep
+    fits in a small body) makes ``json.loads`` raise RecursionError; no Keylime body is
+    nested more than a few levels, so that is bad input too.
+    """
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("Request body is not valid JSON") from exc
+    except RecursionError as exc:
+        raise BadRequest("Request body is JSON nested too deeply") from exc
     if not isinstance(value, dict):
         raise BadRequest("Request body is not a JSON object")
     return value
