@@ -35,8 +35,7 @@ async def test_content_length_with_transfer_encoding_is_refused_and_closed() -> 
 
 
 async def test_a_trickled_body_is_shed_at_the_total_deadline() -> None:
-    timeouts = {"request_timeout": REQUEST_TIMEOUT_S, "read_timeout": READ_TIMEOUT_S}
-    async with serving(**timeouts) as served:
+    async with serving(request_timeout=REQUEST_TIMEOUT_S, read_timeout=READ_TIMEOUT_S) as served:
         stream = await served.connect()
         await stream.send_all(b"POST /slowly HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
 
