@@ -32,6 +32,7 @@ from edge_agent.server.handler import MAX_BODY_BYTES, Response, envelope_respons
 
 __all__ = [
     "KEEP_ALIVE_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
     "MAX_HEAD_BYTES",
     "READ_TIMEOUT_SECONDS",
     "REQUEST_TIMEOUT_SECONDS",
@@ -58,6 +59,11 @@ GRACEFUL_TIMEOUT_SECONDS = 5.0
 # Request line plus headers; Keylime's requests carry a few hundred bytes of them.
 MAX_HEAD_BYTES = 16 * 1024
 RECEIVE_BYTES = 64 * 1024
+# Keylime's verifier and tenant hold one connection to an agent at a time; a few dozen leaves
+# room for retries and operators' probes.  Each connection costs one descriptor (and a TLS
+# object), so this also bounds the agent's memory under a connect flood (edge_agent.server.serve
+# lowers it when RLIMIT_NOFILE is small).
+MAX_CONNECTIONS = 64
 SERVER_HEADER = (b"server", b"limelet-agent")
 
 
@@ -72,6 +78,7 @@ class ServerConfig:
     request_timeout: float = REQUEST_TIMEOUT_SECONDS
     graceful_timeout: float = GRACEFUL_TIMEOUT_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
+    max_connections: int = MAX_CONNECTIONS
 
 
 class Responder(Protocol):
@@ -83,12 +90,13 @@ class Drain:
     """Shared by the server's connections: set ``closing`` and cancel the idle ones."""
 
     closing: bool = False
-    # The cancel scopes of connections waiting for their next request.
-    idle: set[trio.CancelScope] = field(default_factory=set)
+    # The cancel scopes of connections waiting for their next request, oldest first (a dict
+    # keeps insertion order): the acceptor sheds the oldest when at its cap.
+    idle: dict[trio.CancelScope, None] = field(default_factory=dict)
 
     def start(self) -> None:
         self.closing = True
-        for scope in self.idle:
+        for scope in list(self.idle):
             scope.cancel()
 
 
@@ -144,12 +152,12 @@ class _Connection:
     async def _next_request(self) -> Optional[h11.Request]:
         """The next request's head; None when the peer closed or shutdown began while idle."""
         scope = trio.CancelScope(deadline=trio.current_time() + self.config.keep_alive_timeout)
-        self.drain.idle.add(scope)
+        self.drain.idle[scope] = None
         try:
             with scope:
                 event = await self._next_event(bound=False)
         finally:
-            self.drain.idle.discard(scope)
+            self.drain.idle.pop(scope, None)
         if scope.cancelled_caught:
             return None  # idle too long, or shutting down
         # In a new cycle h11 yields a Request, or ConnectionClosed when the peer hung up.

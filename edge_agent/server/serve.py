@@ -9,13 +9,15 @@ No ASGI server: Hypercorn served the API until bench/agent_footprint.py showed w
 agent (~4 MB resident, ~70 ms of start-up, ~2.5 ms per request) for features Keylime's clients
 never use.  Each connection is one task and a failing connection never affects the others.
 
-Connections are capped (:func:`connection_cap`): at most ``MAX_CONNECTIONS`` at once, and never
+Connections are capped (:func:`connection_cap`): at most ``max_connections`` at once
+(``MAX_CONNECTIONS`` unless configured), and never
 so many that the descriptors kept for the TPM's TCTI, the logs and the key files
 (``RESERVED_DESCRIPTORS``) could run out.  At the cap the acceptor first ends the oldest
-connection still in its TLS handshake (nobody we know, holding a slot), then waits for a slot
-before it accepts again, so further connects wait in the kernel's backlog instead of taking
-descriptors (backpressure).  A flood of idle connects therefore never starves the TPM of its
-socket, and a verifier that connects after it is served once its turn comes.
+connection still in its TLS handshake (nobody we know, holding a slot), or else one idle
+between requests, then waits for a slot before it accepts again, so further connects wait in
+the kernel's backlog instead of taking descriptors (backpressure).  A flood of idle connects
+therefore never starves the TPM of its socket, and a verifier that connects after it is
+served once its turn comes.
 
 Shutdown: when ``shutdown`` returns, the listeners close, idle connections close, and requests
 in flight may finish for up to ``GRACEFUL_TIMEOUT_SECONDS``; cancelling the task stops
@@ -39,6 +41,7 @@ from edge_agent.server.handler import AgentApi
 from edge_agent.server.http1 import (
     GRACEFUL_TIMEOUT_SECONDS,
     KEEP_ALIVE_TIMEOUT_SECONDS,
+    MAX_CONNECTIONS,
     MAX_HEAD_BYTES,
     READ_TIMEOUT_SECONDS,
     REQUEST_TIMEOUT_SECONDS,
@@ -72,10 +75,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Keylime's verifier and tenant hold one connection to an agent at a time; a few dozen leaves
-# room for retries and operators' probes.  Each connection costs one descriptor (and a TLS
-# object), so this also bounds the agent's memory under a connect flood.
-MAX_CONNECTIONS = 64
 # Descriptors never given to API connections: the TCTI socket or /dev/tpmrm0 (reopened after
 # a TPM error), log files, key and state files, the listeners, trio's wakeup pipe, thread
 # pools and the payload's child process pipes.
@@ -162,12 +161,13 @@ class _Server:
     api: Responder
     config: ServerConfig
     drain: Drain = field(default_factory=Drain)
-    cap: int = field(default_factory=connection_cap)
+    cap: int = field(init=False)
     slots: trio.Semaphore = field(init=False)
     # Connections still in their TLS handshake, oldest first (dicts keep insertion order).
     unauthenticated: dict[trio.CancelScope, None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.cap = connection_cap(self.config.max_connections)
         self.slots = trio.Semaphore(self.cap)
 
     async def run(
@@ -209,12 +209,20 @@ class _Server:
 
     async def _free_slot(self) -> None:
         """Take a connection slot; at the cap, shed the oldest unauthenticated connection."""
-        if self.slots.value == 0 and self.unauthenticated:
-            oldest = next(iter(self.unauthenticated))
-            del self.unauthenticated[oldest]
-            log.info("At %d connections: dropping the oldest one still in its handshake",
-                     self.cap)  # fmt: skip
-            oldest.cancel()
+        if self.slots.value == 0:
+            if self.unauthenticated:
+                oldest = next(iter(self.unauthenticated))
+                del self.unauthenticated[oldest]
+                log.info("At %d connections: dropping the oldest one still in its handshake",
+                         self.cap)  # fmt: skip
+                oldest.cancel()
+            elif self.drain.idle:
+                # Plain HTTP, or every slot past its handshake: one that waits for its next
+                # request loses nothing by closing (HTTP/1.1 clients retry an idle close).
+                log.info("At %d connections: closing the oldest idle one", self.cap)
+                oldest = next(iter(self.drain.idle))
+                del self.drain.idle[oldest]
+                oldest.cancel()
         await self.slots.acquire()
 
     async def _connection(self, tcp: trio.SocketStream) -> None:

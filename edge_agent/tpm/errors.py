@@ -110,6 +110,6 @@ class TpmUnavailable(TpmError):
     """The TPM connection broke; the backend reopens it with backoff.  Callers answer 503."""
 
     def __init__(self, reason: str, retry_in: float) -> None:
-        super().__init__(f"the TPM is unavailable ({reason}); retrying in {retry_in:.1f} s")
+        super().__init__(f"the TPM is unavailable: {reason}")
         self.reason = reason
         self.retry_in = retry_in

@@ -56,3 +56,21 @@ async def test_a_trickled_body_is_shed_at_the_total_deadline() -> None:
     assert body_of(events)["code"] == 408
     assert rest == b""
     assert served.api.seen == []
+
+
+IDLE_FLOOD = 20
+CAP = 4
+
+
+async def test_at_the_cap_idle_connections_make_room_for_a_request() -> None:
+    """Plain HTTP: connections that never send make way; the keep-alive timeout is far off,
+    so only the cap's shedding can let the real request through in time."""
+    async with serving(max_connections=CAP, keep_alive_timeout=3600.0) as served:
+        idle = [await served.connect() for _ in range(IDLE_FLOOD)]
+        client = await served.connect()
+        await client.send_all(b"GET /real HTTP/1.1\r\nHost: x\r\n\r\n")
+        events = await read_response(client)
+        closed = [await rest_until_closed(stream) for stream in idle[:-CAP]]
+    assert status(events) == [200]
+    assert closed == [b""] * (IDLE_FLOOD - CAP)
+    assert [t for _m, t, _b in served.api.seen] == [b"/real"]

@@ -76,9 +76,9 @@ class Served:
 
 @asynccontextmanager
 async def serving(
-    context: Optional[ssl.SSLContext] = None, **timeouts: float
+    context: Optional[ssl.SSLContext] = None, **options: Any
 ) -> AsyncIterator[Served]:
-    config = ServerConfig(LOOPBACK, 0, context, max_body_bytes=LIMIT, **timeouts)
+    config = ServerConfig(LOOPBACK, 0, context, max_body_bytes=LIMIT, **options)
     api, stop, finished = StandIn(), trio.Event(), trio.Event()
 
     async def run(task_status: trio.TaskStatus[list[str]]) -> None:
