@@ -79,6 +79,8 @@ log = logging.getLogger(__name__)
 # a TPM error), log files, key and state files, the listeners, trio's wakeup pipe, thread
 # pools and the payload's child process pipes.
 RESERVED_DESCRIPTORS = 64
+# Under a flood the acceptor sheds a connection per accept; it says so at most this often.
+SHED_LOG_INTERVAL_SECONDS = 60.0
 # How long the acceptor waits before trying again after accept() itself failed (EMFILE).
 ACCEPT_RETRY_SECONDS = 0.1
 
@@ -165,6 +167,8 @@ class _Server:
     slots: trio.Semaphore = field(init=False)
     # Connections still in their TLS handshake, oldest first (dicts keep insertion order).
     unauthenticated: dict[trio.CancelScope, None] = field(default_factory=dict)
+    shed: int = 0
+    shed_logged_at: float = -SHED_LOG_INTERVAL_SECONDS
 
     def __post_init__(self) -> None:
         self.cap = connection_cap(self.config.max_connections)
@@ -208,22 +212,26 @@ class _Server:
             connections.start_soon(self._connection, stream)
 
     async def _free_slot(self) -> None:
-        """Take a connection slot; at the cap, shed the oldest unauthenticated connection."""
+        """Take a connection slot; at the cap, shed the oldest unauthenticated or idle one."""
         if self.slots.value == 0:
-            if self.unauthenticated:
-                oldest = next(iter(self.unauthenticated))
-                del self.unauthenticated[oldest]
-                log.info("At %d connections: dropping the oldest one still in its handshake",
-                         self.cap)  # fmt: skip
+            # Plain HTTP has no handshake: then one that waits for its next request goes
+            # (it loses nothing; HTTP/1.1 clients retry a request on an idle close).
+            waiting = self.unauthenticated or self.drain.idle
+            if waiting:
+                oldest = next(iter(waiting))
+                del waiting[oldest]
                 oldest.cancel()
-            elif self.drain.idle:
-                # Plain HTTP, or every slot past its handshake: one that waits for its next
-                # request loses nothing by closing (HTTP/1.1 clients retry an idle close).
-                log.info("At %d connections: closing the oldest idle one", self.cap)
-                oldest = next(iter(self.drain.idle))
-                del self.drain.idle[oldest]
-                oldest.cancel()
+                self._log_shed("in its handshake" if waiting is self.unauthenticated else "idle")
         await self.slots.acquire()
+
+    def _log_shed(self, what: str) -> None:
+        """One line per SHED_LOG_INTERVAL_SECONDS: a flood must not flood the log too."""
+        self.shed += 1
+        now = trio.current_time()
+        if now >= self.shed_logged_at + SHED_LOG_INTERVAL_SECONDS:
+            log.warning("At %d connections: dropping the oldest one %s (%d dropped so far)",
+                        self.cap, what, self.shed)  # fmt: skip
+            self.shed_logged_at = now
 
     async def _connection(self, tcp: trio.SocketStream) -> None:
         try:
