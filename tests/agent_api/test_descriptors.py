@@ -53,8 +53,10 @@ async def test_quote_after_a_connect_flood_at_nofile_1024(
     async with agent_process(tmp_path, pki, swtpm.tcti, nofile=AGENT_NOFILE) as agent:
         with idle_connections(agent.port, IDLE_CONNECTS):
             await agent.reconnect()  # a fresh connection, queued behind the flood
+            started = trio.current_time()
             with trio.fail_after(QUOTE_DEADLINE_SECONDS):
                 response = await agent.quote()
+            print(f"quote answered {trio.current_time() - started:.2f} s after the flood")
         output = agent.log()
     assert response.status_code == 200, (response.text, output[-3000:])
     assert response.json()["results"]["quote"].startswith("r")
