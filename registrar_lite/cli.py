@@ -1,14 +1,13 @@
 """Command line of ``limelet-registrar``: ``limelet-registrar [-c CONFIG] [--check-config]``.
 
 The config is TOML (registrar_lite/config.py) with ``LIMELET_REGISTRAR_*`` overrides.  The
-service runs until SIGINT or SIGTERM, which cancel the root scope; Hypercorn then drains
-open requests for ``shutdown_grace_seconds``.
+service runs until SIGINT or SIGTERM, which stop it gracefully: Hypercorn drains open
+requests for ``shutdown_grace_seconds`` (service_kit/cli.py, service_kit/listen.py).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -17,23 +16,17 @@ from typing import Optional
 
 import trio
 
-from attest_protocol.cli import add_config_arguments, base_parser, service_main
+from attest_protocol.cli import base_parser
 from registrar_lite.config import RegistrarConfig, load_config
 from registrar_lite.errors import RegistrarError
-from registrar_lite.server import serve_registrar
+from registrar_lite.server import BoundPorts, serve_registrar
+from service_kit.cli import add_config_arguments, run_until_signal, service_main
 
 log = logging.getLogger("limelet.registrar")
 
 
-async def _run(config: RegistrarConfig) -> None:
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            ports = await nursery.start(serve_registrar, config)
-            print(f"limelet-registrar: http {ports.port}, mTLS {ports.tls_port}", flush=True)
-            async for signum in signals:
-                log.info("signal %s: shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+def _banner(ports: BoundPorts) -> str:
+    return f"limelet-registrar: http {ports.port}, mTLS {ports.tls_port}"
 
 
 def _checked_config(path: Optional[Path]) -> RegistrarConfig:
@@ -52,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser,
         argv,
         load_config=_checked_config,
-        run=lambda config: trio.run(partial(_run, config)),
+        run=lambda config: trio.run(
+            run_until_signal, partial(serve_registrar, config), _banner, log
+        ),
         errors=(RegistrarError,),
     )
 

@@ -1,14 +1,13 @@
 """Command line of ``limelet-verifier``: ``limelet-verifier [-c CONFIG] [--check-config]``.
 
 The config is TOML (verifier_lite/config.py) with ``LIMELET_VERIFIER_*`` overrides.  The
-service runs until SIGINT or SIGTERM, which cancel the root scope; Hypercorn then drains open
-requests for ``shutdown_grace_seconds``.
+service runs until SIGINT or SIGTERM, which stop it gracefully: Hypercorn drains open requests
+for ``shutdown_grace_seconds``, then polling stops (service_kit/cli.py, service_kit/listen.py).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -17,23 +16,17 @@ from typing import Optional
 
 import trio
 
-from attest_protocol.cli import add_config_arguments, base_parser, service_main
+from attest_protocol.cli import base_parser
+from service_kit.cli import add_config_arguments, run_until_signal, service_main
 from verifier_lite.config import VerifierConfig, load_config
 from verifier_lite.errors import VerifierError
-from verifier_lite.server import POSTGRES_URL_START, serve_verifier
+from verifier_lite.server import POSTGRES_URL_START, BoundPort, serve_verifier
 
 log = logging.getLogger("limelet.verifier")
 
 
-async def _run(config: VerifierConfig) -> None:
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            bound = await nursery.start(serve_verifier, config)
-            print(f"limelet-verifier: mTLS {bound.port}", flush=True)
-            async for signum in signals:
-                log.info("signal %s: shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+def _banner(bound: BoundPort) -> str:
+    return f"limelet-verifier: mTLS {bound.port}"
 
 
 def _checked_config(path: Optional[Path]) -> VerifierConfig:
@@ -53,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser,
         argv,
         load_config=_checked_config,
-        run=lambda config: trio.run(partial(_run, config)),
+        run=lambda config: trio.run(
+            run_until_signal, partial(serve_verifier, config), _banner, log
+        ),
         errors=(VerifierError,),
     )
 
