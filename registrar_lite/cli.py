@@ -7,22 +7,15 @@ requests for ``shutdown_grace_seconds`` (service_kit/cli.py, service_kit/listen.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
-import trio
-
-from attest_protocol.cli import base_parser
 from registrar_lite.config import RegistrarConfig, load_config
 from registrar_lite.errors import RegistrarError
 from registrar_lite.server import BoundPorts, serve_registrar
-from service_kit.cli import add_config_arguments, run_until_signal, service_main
-
-log = logging.getLogger("limelet.registrar")
+from service_kit.cli import run_service
 
 
 def _banner(ports: BoundPorts) -> str:
@@ -36,18 +29,13 @@ def _checked_config(path: Optional[Path]) -> RegistrarConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = base_parser(
-        "limelet-registrar",
-        "the limelet registrar: enrols agent TPM identities (Keylime registrar API)",
-    )
-    add_config_arguments(parser)
-    return service_main(
-        parser,
+    return run_service(
         argv,
+        prog="limelet-registrar",
+        description="the limelet registrar: enrols agent TPM identities (Keylime registrar API)",
         load_config=_checked_config,
-        run=lambda config: trio.run(
-            run_until_signal, partial(serve_registrar, config), _banner, log
-        ),
+        serve=serve_registrar,
+        banner=_banner,
         errors=(RegistrarError,),
     )
 

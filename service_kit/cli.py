@@ -18,6 +18,8 @@ from typing import Callable, Optional, TypeVar
 
 import trio
 
+from attest_protocol.cli import base_parser
+
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
@@ -103,3 +105,27 @@ async def run_until_signal(
                 log.info("signal %s: shutting down", signal.Signals(signum).name)
                 shutdown.set()
                 break
+
+
+def run_service(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    load_config: Callable[[Optional[Path]], ConfigT],
+    serve: Callable[..., Awaitable[None]],
+    banner: Callable[[BoundT], str],
+    errors: tuple[type[Exception], ...],
+) -> int:
+    """A service's whole ``main``: ``serve(config, shutdown=..., task_status=...)`` under
+    ``run_until_signal``, logging to ``limelet.<name>`` where ``prog`` is ``limelet-<name>``."""
+    parser = base_parser(prog, description)
+    add_config_arguments(parser)
+    log = logging.getLogger(prog.replace("-", ".", 1))
+    return service_main(
+        parser,
+        argv,
+        load_config=load_config,
+        run=lambda config: trio.run(run_until_signal, partial(serve, config), banner, log),
+        errors=errors,
+    )

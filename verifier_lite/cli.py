@@ -7,22 +7,15 @@ for ``shutdown_grace_seconds``, then polling stops (service_kit/cli.py, service_
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
-import trio
-
-from attest_protocol.cli import base_parser
-from service_kit.cli import add_config_arguments, run_until_signal, service_main
+from service_kit.cli import run_service
 from verifier_lite.config import VerifierConfig, load_config
 from verifier_lite.errors import VerifierError
 from verifier_lite.server import POSTGRES_URL_START, BoundPort, serve_verifier
-
-log = logging.getLogger("limelet.verifier")
 
 
 def _banner(bound: BoundPort) -> str:
@@ -37,18 +30,13 @@ def _checked_config(path: Optional[Path]) -> VerifierConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = base_parser(
-        "limelet-verifier",
-        "the limelet verifier: continuously attests agents (Keylime verifier API)",
-    )
-    add_config_arguments(parser)
-    return service_main(
-        parser,
+    return run_service(
         argv,
+        prog="limelet-verifier",
+        description="the limelet verifier: continuously attests agents (Keylime verifier API)",
         load_config=_checked_config,
-        run=lambda config: trio.run(
-            run_until_signal, partial(serve_verifier, config), _banner, log
-        ),
+        serve=serve_verifier,
+        banner=_banner,
         errors=(VerifierError,),
     )
 

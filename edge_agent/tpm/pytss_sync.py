@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from attest_protocol.credential import parse_credential_blob
+from attest_protocol.keylime_facts import DATA_PCR
 from attest_protocol.quote import KeylimeQuote, encode_pcr_blob
 from attest_protocol.tpm2.constants import TpmAlg, alg_for_hash_name, keylime_name
 from attest_protocol.tpm2.pcr import PcrSelection
@@ -35,9 +36,6 @@ __all__ = ["DATA_PCR", "MAX_NONCE_BYTES", "QUOTE_ATTEMPTS", "EsysTpm", "QuoteRac
 
 log = logging.getLogger(__name__)
 
-# Keylime's "data PCR" (keylime config TPM_DATA_PCR): reset, then extended with the NK
-# public key so a quote proves which key the tenant's U share must be encrypted to.
-DATA_PCR = 16
 # TPM2_Quote's qualifyingData; rust-keylime refuses nonces longer than this (MAX_NONCE_SIZE).
 MAX_NONCE_BYTES = 64
 # Quote-then-read attempts before giving up when PCRs keep changing in between

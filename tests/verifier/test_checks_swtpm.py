@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from attest_protocol.errors import ParseError
+from attest_protocol.keylime_facts import extend_from_zero
 from attest_protocol.tpm2.constants import TpmAlg
 from edge_agent.tpm.pytss_backend import PytssTpm
 from tests.registrar.support import ak_public
@@ -22,7 +23,6 @@ from verifier_lite.checks import (
     CheckInput,
     Evidence,
     check_evidence,
-    extend_from_zero,
     parse_evidence,
 )
 from verifier_lite.tpm_policy import parse_tpm_policy, quote_mask
