@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from attest_protocol.bootstrap_keys import NkKeyError, nk_public_key
 from attest_protocol.errors import AttestProtocolError, ParseError, QuoteClockError
 from attest_protocol.ima import ImaParseError
 from attest_protocol.keylime_facts import DATA_PCR, IMA_PCR, enc_alg_accepted, expected_data_pcr
@@ -167,6 +168,7 @@ def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
         return CheckResult((bad_clock,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
     pubkey = ev.pubkey if ev.pubkey is not None else inp.public_key_pem
     failures = list(_pcr_failures(inp, verified, pubkey))
+    failures.extend(_nk_failures(ev.pubkey))
     if inp.mb_policy is not None:
         failures.extend(
             check_boot_log(inp.mb_policy, ev.mb_measurement_list, verified.pcrs, verified.hash_alg)
@@ -174,6 +176,18 @@ def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
     ima_state, ima_failures = _ima(inp, ev, verified)
     failures.extend(ima_failures)
     return CheckResult(tuple(failures), verified.attest.clock_info, ima_state, pubkey)
+
+
+def _nk_failures(pubkey: Optional[str]) -> list[FailureEvent]:
+    """The agent's NK must be an RSA key V can be encrypted to (Keylime rsa_import_pubkey):
+    one that is not is bad evidence from that agent, not a fault of the verifier."""
+    if pubkey is None:
+        return []
+    try:
+        nk_public_key(pubkey)
+    except NkKeyError as exc:
+        return [event(Component.QUOTE_VALIDATION, "invalid_pubkey", exc.reason, False)]
+    return []
 
 
 def _pcr_failures(
