@@ -42,7 +42,7 @@ from attest_protocol.bootstrap_keys import hmac_sha384_hex
 from attest_protocol.envelope import Envelope, parse_envelope
 from attest_protocol.errors import ApiVersionError, AttestProtocolError
 from edge_agent.backoff import retry
-from edge_agent.http11 import (
+from edge_agent.http_client import (
     Connector,
     HttpConnectError,
     HttpConnectionLost,

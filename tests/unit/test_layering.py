@@ -57,3 +57,19 @@ def test_both_services_use_the_service_kit() -> None:
     for service in ("verifier_lite", "registrar_lite"):
         roots = set().union(*(_imported_roots(f) for f in (ROOT / service).rglob("*.py")))
         assert "service_kit" in roots, service
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_agent_daemon_does_not_import_its_command_line() -> None:
+    """cli.py imports daemon.py (late, while the TPM opens); the reverse made a cycle."""
+    assert "edge_agent.cli" not in _imported_modules(ROOT / "edge_agent" / "daemon.py")
