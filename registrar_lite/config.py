@@ -19,14 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from attest_protocol.settings import (
-    SQLITE_URL_FORMS,
-    SettingsError,
-    load_settings,
-    range_error,
-    sqlite_file,
-)
+from attest_protocol.settings import range_error
 from registrar_lite.errors import ConfigError
+from service_kit import settings as kit
 
 ENV_PREFIX = "LIMELET_REGISTRAR_"
 DEFAULT_IP = "127.0.0.1"
@@ -37,18 +32,9 @@ DEFAULT_DATA_DIR = "/var/lib/limelet/registrar"
 DEFAULT_DATABASE_URL = "sqlite"
 SQLITE_DEFAULT_FILE = "reg_data.sqlite"
 DEFAULT_TLS_DIR = "cv_ca"
-DEFAULT_SERVER_CERT = "server-cert.crt"
-DEFAULT_SERVER_KEY = "server-private.pem"
-DEFAULT_TRUSTED_CLIENT_CA = "cacert.crt"
 # A registration is a few kilobytes (EK cert, two public areas, an mTLS cert); 64 KiB leaves
 # room for IAK/IDevID material and refuses anything meant to exhaust memory.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-# CVE-2023-38200: a client that opens TCP and never finishes the TLS handshake, or never
-# finishes a request, is dropped after these many seconds.
-DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5.0
-DEFAULT_READ_TIMEOUT_SECONDS = 10.0
-DEFAULT_KEEP_ALIVE_SECONDS = 5.0
-DEFAULT_SHUTDOWN_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,16 +45,16 @@ class RegistrarConfig:
     data_dir: str = DEFAULT_DATA_DIR
     database_url: str = DEFAULT_DATABASE_URL
     tls_dir: str = DEFAULT_TLS_DIR
-    server_cert: str = DEFAULT_SERVER_CERT
-    server_key: str = DEFAULT_SERVER_KEY
-    trusted_client_ca: str = DEFAULT_TRUSTED_CLIENT_CA
+    server_cert: str = kit.DEFAULT_SERVER_CERT
+    server_key: str = kit.DEFAULT_SERVER_KEY
+    trusted_client_ca: str = kit.DEFAULT_TRUSTED_CLIENT_CA
     # A directory of PEM/DER CA certificates; empty means EK certificates are not checked.
     tpm_cert_store: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
-    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
-    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
-    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    handshake_timeout_seconds: float = kit.DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
+    keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
+    shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
 
     def __post_init__(self) -> None:
         bad = range_error(
@@ -101,20 +87,16 @@ class RegistrarConfig:
 
     def sqlite_path(self) -> Path:
         """The database file named by ``database_url`` (only SQLite is implemented)."""
-        path = sqlite_file(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE)
-        if path is None:
-            raise ConfigError("database_url", SQLITE_URL_FORMS)
-        return path
+        return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
 
 
 def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> RegistrarConfig:
     """Read ``path`` (TOML; absent means all defaults), then apply the environment."""
-    try:
-        text = None if path is None else path.read_text(encoding="utf-8")
-        return load_settings(
-            RegistrarConfig, text, str(path), environ, ENV_PREFIX, sections=("registrar",)
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
-    except SettingsError as exc:
-        raise ConfigError(exc.key, exc.detail) from exc
+    return kit.read_config(
+        RegistrarConfig,
+        path,
+        environ,
+        env_prefix=ENV_PREFIX,
+        sections=("registrar",),
+        config_error=ConfigError,
+    )

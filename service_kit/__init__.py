@@ -2,6 +2,8 @@
 
 listen   binding the listeners, the Hypercorn config, serving an app until a graceful stop
 web      the {code,status,results} responses, ``/version`` and the error handlers of a Quart app
+settings the listener's defaults, reading a service's TOML config, the SQLite file it names
+sqlite   the one-connection SQLite worker thread and its ``BEGIN IMMEDIATE`` transaction
 cli      a service's ``main``: configuration, exit statuses, the signal loop
 
 Allowed to import trio, Quart and Hypercorn; imports attest_protocol and no service.  The
