@@ -38,7 +38,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class RegistrarConfig:
+class RegistrarConfig(kit.TlsFilesMixin):
     ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
     tls_port: int = DEFAULT_TLS_PORT
@@ -65,21 +65,9 @@ class RegistrarConfig:
         if bad is not None:
             raise ConfigError(*bad)
 
-    def _tls_path(self, value: str) -> Path:
-        base = Path(self.data_dir) / self.tls_dir
-        return Path(value) if Path(value).is_absolute() else base / value
-
     @property
-    def server_cert_path(self) -> Path:
-        return self._tls_path(self.server_cert)
-
-    @property
-    def server_key_path(self) -> Path:
-        return self._tls_path(self.server_key)
-
-    @property
-    def trusted_client_ca_path(self) -> Path:
-        return self._tls_path(self.trusted_client_ca)
+    def tls_path(self) -> Path:
+        return Path(self.data_dir) / self.tls_dir  # an absolute tls_dir wins in the join
 
     @property
     def tpm_cert_store_path(self) -> Optional[Path]:

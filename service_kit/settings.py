@@ -62,3 +62,32 @@ def sqlite_path(
     if path is None:
         raise config_error("database_url", SQLITE_URL_FORMS)
     return path
+
+
+class TlsFilesMixin:
+    """``server_cert``, ``server_key`` and ``trusted_client_ca`` resolved against the
+    service's ``tls_path`` (an absolute path wins), as Keylime resolves them against its
+    ``tls_dir``.  Mixed into each service's frozen config dataclass."""
+
+    server_cert: str
+    server_key: str
+    trusted_client_ca: str
+
+    @property
+    def tls_path(self) -> Path:
+        raise NotImplementedError
+
+    def tls_file(self, value: str) -> Path:
+        return Path(value) if Path(value).is_absolute() else self.tls_path / value
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.tls_file(self.server_cert)
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.tls_file(self.server_key)
+
+    @property
+    def trusted_client_ca_path(self) -> Path:
+        return self.tls_file(self.trusted_client_ca)

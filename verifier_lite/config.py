@@ -51,7 +51,7 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class VerifierConfig:
+class VerifierConfig(kit.TlsFilesMixin):
     uuid: str = DEFAULT_UUID
     ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
@@ -113,28 +113,13 @@ class VerifierConfig:
     def generates_tls(self) -> bool:
         return self.tls_dir == GENERATE
 
-    def _tls_file(self, value: str) -> Path:
-        return Path(value) if Path(value).is_absolute() else self.tls_path / value
-
-    @property
-    def server_cert_path(self) -> Path:
-        return self._tls_file(self.server_cert)
-
-    @property
-    def server_key_path(self) -> Path:
-        return self._tls_file(self.server_key)
-
-    @property
-    def trusted_client_ca_path(self) -> Path:
-        return self._tls_file(self.trusted_client_ca)
-
     @property
     def client_cert_path(self) -> Path:
-        return self._tls_file(self.client_cert)
+        return self.tls_file(self.client_cert)
 
     @property
     def client_key_path(self) -> Path:
-        return self._tls_file(self.client_key)
+        return self.tls_file(self.client_key)
 
     def sqlite_path(self) -> Path:
         """The database file named by ``database_url`` (only SQLite is implemented)."""
