@@ -42,6 +42,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from attest_protocol.errors import AttestProtocolError
+
 __all__ = [
     "AUTH_TAG_BYTES",
     "IV_BYTES",
@@ -81,7 +83,7 @@ AUTH_TAG_BYTES = 48
 _NK_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
 
 
-class BootstrapCryptoError(ValueError):
+class BootstrapCryptoError(AttestProtocolError, ValueError):
     """Base of this module's errors; ``reason`` never includes key or payload bytes."""
 
     def __init__(self, reason: str) -> None:
@@ -194,8 +196,8 @@ def decrypt_payload(k: bytes, sealed_b64: bytes) -> bytes:
     return open_payload(k, blob)
 
 
-def encrypt_to_nk(nk_public_pem: Union[str, bytes], secret: bytes) -> bytes:
-    """RSA-OAEP-SHA1 to the agent's NK (keylime/crypto.py ``rsa_encrypt``)."""
+def nk_public_key(nk_public_pem: Union[str, bytes]) -> rsa.RSAPublicKey:
+    """The agent's NK as a key shares can be encrypted to; NkKeyError when it is not one."""
     try:
         pem = nk_public_pem.encode("ascii") if isinstance(nk_public_pem, str) else nk_public_pem
         key = serialization.load_pem_public_key(pem)
@@ -203,7 +205,12 @@ def encrypt_to_nk(nk_public_pem: Union[str, bytes], secret: bytes) -> bytes:
         raise NkKeyError("the agent's public key is not a PEM public key") from exc
     if not isinstance(key, rsa.RSAPublicKey):
         raise NkKeyError("the agent's public key is not an RSA key")
-    return key.encrypt(secret, _NK_OAEP)
+    return key
+
+
+def encrypt_to_nk(nk_public_pem: Union[str, bytes], secret: bytes) -> bytes:
+    """RSA-OAEP-SHA1 to the agent's NK (keylime/crypto.py ``rsa_encrypt``)."""
+    return nk_public_key(nk_public_pem).encrypt(secret, _NK_OAEP)
 
 
 def decrypt_share(nk: rsa.RSAPrivateKey, encrypted: bytes) -> bytes:

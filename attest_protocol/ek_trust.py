@@ -27,6 +27,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from attest_protocol.errors import AttestProtocolError
+
 if TYPE_CHECKING:
     # cryptography < 40 (Debian 12 ships 38) lacks this alias; it is only a type.
     from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -51,8 +53,8 @@ MAX_TRUST_FILE_BYTES = 1024 * 1024
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 
 
-class EkTrustError(ValueError):
-    """Base of this module's errors."""
+class EkTrustError(AttestProtocolError, ValueError):
+    """Base of this module's errors (attest_protocol/errors.py draws the tree)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -4,17 +4,36 @@
 
     AttestProtocolError                 http_status 400 unless a subclass says otherwise
     ├── ParseError                      bad bytes or text: names the structure and the offset
+    │   ├── ImaParseError               an IMA log line (ima/errors.py), with its line number
+    │   └── EventLogParseError          the UEFI event log (eventlog/errors.py)
     ├── ApiVersionError                 a /vX.Y prefix we do not serve
     ├── CredentialError                 MakeCredential input that cannot be used (EK type, name)
     ├── AlgorithmError                  unknown algorithm id or Keylime name (also a ValueError)
     ├── AttestationKeyError             a public area that may not serve as an AK (CVE-2021-3406)
-    └── QuoteVerificationError          evidence that parsed but does not hold
-        ├── QuoteSignatureError         signature does not verify under the AK
-        ├── QuoteNonceError             extraData is not the nonce we sent
-        ├── QuotePcrDigestError         hash of the sent PCR values is not pcrDigest
-        ├── QuoteSelectionError         PCR blob selection differs from the quoted one
-        ├── QuoteClockError             TPM clock went backwards, or reset without a restart
-        └── QuoteAlgorithmError         hash/sign algorithm not accepted, or inconsistent
+    ├── QuoteVerificationError          evidence that parsed but does not hold
+    │   ├── QuoteSignatureError         signature does not verify under the AK
+    │   ├── QuoteNonceError             extraData is not the nonce we sent
+    │   ├── QuotePcrDigestError         hash of the sent PCR values is not pcrDigest
+    │   ├── QuoteSelectionError         PCR blob selection differs from the quoted one
+    │   ├── QuoteClockError             TPM clock went backwards, or reset without a restart
+    │   └── QuoteAlgorithmError         hash/sign algorithm not accepted, or inconsistent
+    ├── ImaVerificationError            template hash or PCR index wrong (ima/errors.py)
+    ├── EventLogReplayError             the boot log does not replay to the quoted PCRs
+    ├── RuntimePolicyError              a Keylime runtime policy we cannot use (policy/errors.py)
+    ├── PkiError                        CA or certificate material that cannot be made or read
+    │
+    │   also ValueError, as their callers catch them so:
+    ├── FieldError                      an IMA field value (ima/fields.py)
+    ├── UnsupportedKeyError             a policy key neither RSA nor EC (policy/keys.py)
+    ├── EkTrustError                    EK certificate chain checks (ek_trust.py)
+    │   └── UntrustedChainError
+    ├── BootstrapCryptoError            K/U/V and payloads (bootstrap_keys.py)
+    │   ├── KeyLengthError, KeyShareError, PayloadFormatError, PayloadAuthError
+    │   └── NkKeyError                  the agent's NK public key cannot encrypt a share
+    └── SettingsError (500)             a component's own configuration (settings.py)
+
+The services' handlers (service_kit/web.py) answer each with its ``http_status``; a 5xx is
+logged and answered without details.
 
 Errors carry fields, not only text, so callers can log and count them.  Messages describe
 what was wrong with the input and never echo key material or expected secrets

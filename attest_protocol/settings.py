@@ -33,6 +33,8 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
+from attest_protocol.errors import AttestProtocolError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.9/3.10 only
@@ -70,8 +72,14 @@ _SQLITE_URL_PREFIX = "sqlite:///"
 SQLITE_URL_FORMS = "only 'sqlite' and 'sqlite:///PATH' are supported"
 
 
-class SettingsError(ValueError):
-    """An option that cannot be used; messages name options, never their values."""
+class SettingsError(AttestProtocolError, ValueError):
+    """An option that cannot be used; messages name options, never their values.
+
+    A server's own configuration, never a client's fault: should one surface while a request
+    is handled, the handlers answer 500 and log it.
+    """
+
+    http_status = 500
 
     def __init__(self, key: str, source: str, reason: str) -> None:
         super().__init__(f"{key} ({source}): {reason}")

@@ -38,7 +38,7 @@ from attest_protocol.tpm2.public import parse_tpm2b_public
 from edge_agent.backoff import BackoffPolicy
 from edge_agent.bootstrap_keys import BootstrapKeys
 from edge_agent.config import AgentConfig, OptionValueError, parse_api_versions, resolve_agent_id
-from edge_agent.http11 import Connector
+from edge_agent.http_client import Connector
 from edge_agent.ima import ImaLogReader, MeasuredBootLogReader
 from edge_agent.keys import (
     ServerIdentity,

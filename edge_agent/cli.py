@@ -25,13 +25,12 @@ from typing import Optional
 from attest_protocol.cli import base_parser
 from edge_agent.config import AgentConfig, ConfigError, config_files, load_config
 from edge_agent.config.loader import DEFAULT_PATHS
+from edge_agent.exits import EXIT_FAILURE, EXIT_OK
 from edge_agent.tpm import TpmError
 from edge_agent.tpm.early import EarlyTpm
 
 __all__ = ["main"]
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

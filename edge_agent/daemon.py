@@ -21,8 +21,8 @@ from typing import Optional
 import trio
 
 from edge_agent.app import SHUTDOWN_GRACE_SECONDS, open_pytss_tpm, run_agent
-from edge_agent.cli import EXIT_FAILURE, EXIT_OK
 from edge_agent.config import AgentConfig, ConfigError
+from edge_agent.exits import EXIT_FAILURE, EXIT_OK
 from edge_agent.ima import ImaReaderError
 from edge_agent.keys import AgentKeyError
 from edge_agent.payload import PayloadError, prepare_secure_dir

@@ -32,18 +32,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from attest_protocol.api_version import ApiVersion, negotiate
+from attest_protocol.bootstrap_keys import hmac_sha384_hex
 from attest_protocol.envelope import Envelope, parse_envelope
 from attest_protocol.errors import ApiVersionError, AttestProtocolError
 from edge_agent.backoff import retry
-from edge_agent.http11 import (
+from edge_agent.http_client import (
     Connector,
     HttpConnectError,
     HttpConnectionLost,
@@ -158,8 +157,7 @@ class Registration:
 
 def auth_tag(secret: bytes, agent_id: str) -> str:
     """The activation proof: hex HMAC-SHA384, key = Base64 text of ``secret``, msg = id."""
-    key = base64.b64encode(secret)
-    return hmac.new(key, agent_id.encode("utf-8"), hashlib.sha384).hexdigest()
+    return hmac_sha384_hex(base64.b64encode(secret), agent_id)
 
 
 class RegistrarClient:

@@ -19,7 +19,6 @@ TLS stream; ``server`` is the local address), never from a header a client contr
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import wraps
@@ -27,25 +26,23 @@ from typing import Any, TypeVar
 
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from attest_protocol.api_version import CURRENT_VERSION, SUPPORTED_VERSIONS, version_from_path
-from attest_protocol.envelope import Envelope, failure, success
-from attest_protocol.errors import AttestProtocolError
+from attest_protocol.api_version import version_from_path
+from attest_protocol.envelope import success
 from registrar_lite.errors import AdminListenerError, BodyTooLargeError
 from registrar_lite.service import Registrar
 from registrar_lite.validation import parse_json_object
+from service_kit.web import (
+    add_version_route,
+    create_service_app,
+    install_error_handlers,
+    json_body,
+    respond,
+)
 
 log = logging.getLogger("limelet.registrar")
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Response]])
-_INTERNAL_ERROR = "Internal Server Error"
-
-
-def _respond(envelope: Envelope) -> Response:
-    return Response(
-        json.dumps(envelope.to_json()), status=envelope.code, content_type="application/json"
-    )
 
 
 def _check_version(ver: str) -> None:
@@ -54,11 +51,7 @@ def _check_version(ver: str) -> None:
 
 
 async def _json_body(limit: int) -> Mapping[str, Any]:
-    try:
-        data = await request.get_data(cache=False, as_text=False)
-    except RequestEntityTooLarge:
-        raise BodyTooLargeError(limit) from None
-    return parse_json_object(data.encode("utf-8") if isinstance(data, str) else data)
+    return await json_body(limit, parse_json_object, BodyTooLargeError)
 
 
 def _on_admin_listener(tls_port: int) -> bool:
@@ -69,21 +62,11 @@ def _on_admin_listener(tls_port: int) -> bool:
 
 def create_app(registrar: Registrar, *, tls_port: int, max_body_bytes: int) -> QuartTrio:
     """The app; ``tls_port`` is the bound port of the mTLS listener (admin routes)."""
-    app = QuartTrio("limelet.registrar")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    app.url_map.strict_slashes = False
-
-    @app.get("/version")
-    async def version() -> Response:
-        results = {
-            "current_version": str(CURRENT_VERSION),
-            "supported_versions": [str(v) for v in SUPPORTED_VERSIONS],
-        }
-        return _respond(success(results))
-
+    app = create_service_app("limelet.registrar", max_body_bytes)
+    add_version_route(app)
     _add_admin_routes(app, registrar, tls_port)
     _add_agent_routes(app, registrar, max_body_bytes)
-    _install_error_handlers(app)
+    install_error_handlers(app, log, BodyTooLargeError)
     return app
 
 
@@ -107,13 +90,13 @@ def _add_admin_routes(app: QuartTrio, registrar: Registrar, tls_port: int) -> No
     @admin
     async def index(ver: str) -> Response:
         _check_version(ver)
-        return _respond(success({"uuids": await registrar.list_ids()}))
+        return respond(success({"uuids": await registrar.list_ids()}))
 
     @app.get("/<ver>/agents/<agent_id>")
     @admin
     async def show(ver: str, agent_id: str) -> Response:
         _check_version(ver)
-        return _respond(success(await registrar.show(agent_id)))
+        return respond(success(await registrar.show(agent_id)))
 
     @app.delete("/<ver>/agents/<agent_id>")
     @admin
@@ -121,7 +104,7 @@ def _add_admin_routes(app: QuartTrio, registrar: Registrar, tls_port: int) -> No
         _check_version(ver)
         await registrar.delete(agent_id)
         log.info("agent %s deleted", agent_id)
-        return _respond(success())
+        return respond(success())
 
 
 def _add_agent_routes(app: QuartTrio, registrar: Registrar, max_body_bytes: int) -> None:
@@ -130,7 +113,7 @@ def _add_agent_routes(app: QuartTrio, registrar: Registrar, max_body_bytes: int)
         _check_version(ver)
         blob = await registrar.register(agent_id, await _json_body(max_body_bytes))
         log.info("agent %s registered; awaiting activation", agent_id)
-        return _respond(success({"blob": blob}))
+        return respond(success({"blob": blob}))
 
     @app.route("/<ver>/agents/<agent_id>/activate", methods=["PUT", "POST"])
     @app.put("/<ver>/agents/<agent_id>")
@@ -138,26 +121,4 @@ def _add_agent_routes(app: QuartTrio, registrar: Registrar, max_body_bytes: int)
         _check_version(ver)
         await registrar.activate(agent_id, await _json_body(max_body_bytes))
         log.info("agent %s activated", agent_id)
-        return _respond(success())
-
-
-def _install_error_handlers(app: QuartTrio) -> None:
-    @app.errorhandler(AttestProtocolError)
-    async def protocol_error(exc: AttestProtocolError) -> Response:
-        if exc.http_status >= 500:
-            log.error("request failed: %s", exc)
-            return _respond(failure(exc.http_status, _INTERNAL_ERROR))
-        return _respond(failure(exc.http_status, str(exc)))
-
-    @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> Response:
-        code = exc.code or 500
-        if isinstance(exc, RequestEntityTooLarge):
-            return _respond(failure(code, str(BodyTooLargeError(app.config["MAX_CONTENT_LENGTH"]))))
-        return _respond(failure(code, exc.name))
-
-    @app.errorhandler(Exception)
-    async def unexpected(exc: Exception) -> Response:
-        # Details go to the log only: they may hold paths or key material.
-        log.exception("unexpected error while handling %s %s", request.method, request.path)
-        return _respond(failure(500, _INTERNAL_ERROR))
+        return respond(success())

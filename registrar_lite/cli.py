@@ -1,39 +1,25 @@
 """Command line of ``limelet-registrar``: ``limelet-registrar [-c CONFIG] [--check-config]``.
 
 The config is TOML (registrar_lite/config.py) with ``LIMELET_REGISTRAR_*`` overrides.  The
-service runs until SIGINT or SIGTERM, which cancel the root scope; Hypercorn then drains
-open requests for ``shutdown_grace_seconds``.
+service runs until SIGINT or SIGTERM, which stop it gracefully: Hypercorn drains open
+requests for ``shutdown_grace_seconds`` (service_kit/cli.py, service_kit/listen.py).
 """
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
-import trio
-
-from attest_protocol.cli import add_config_arguments, base_parser, service_main
 from registrar_lite.config import RegistrarConfig, load_config
 from registrar_lite.errors import RegistrarError
-from registrar_lite.server import serve_registrar
+from registrar_lite.server import BoundPorts, serve_registrar
+from service_kit.cli import run_service
 
-log = logging.getLogger("limelet.registrar")
 
-
-async def _run(config: RegistrarConfig) -> None:
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            ports = await nursery.start(serve_registrar, config)
-            print(f"limelet-registrar: http {ports.port}, mTLS {ports.tls_port}", flush=True)
-            async for signum in signals:
-                log.info("signal %s: shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+def _banner(ports: BoundPorts) -> str:
+    return f"limelet-registrar: http {ports.port}, mTLS {ports.tls_port}"
 
 
 def _checked_config(path: Optional[Path]) -> RegistrarConfig:
@@ -43,16 +29,13 @@ def _checked_config(path: Optional[Path]) -> RegistrarConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = base_parser(
-        "limelet-registrar",
-        "the limelet registrar: enrols agent TPM identities (Keylime registrar API)",
-    )
-    add_config_arguments(parser)
-    return service_main(
-        parser,
+    return run_service(
         argv,
+        prog="limelet-registrar",
+        description="the limelet registrar: enrols agent TPM identities (Keylime registrar API)",
         load_config=_checked_config,
-        run=lambda config: trio.run(partial(_run, config)),
+        serve=serve_registrar,
+        banner=_banner,
         errors=(RegistrarError,),
     )
 

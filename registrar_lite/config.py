@@ -19,14 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from attest_protocol.settings import (
-    SQLITE_URL_FORMS,
-    SettingsError,
-    load_settings,
-    range_error,
-    sqlite_file,
-)
+from attest_protocol.settings import range_error
 from registrar_lite.errors import ConfigError
+from service_kit import settings as kit
 
 ENV_PREFIX = "LIMELET_REGISTRAR_"
 DEFAULT_IP = "127.0.0.1"
@@ -37,38 +32,29 @@ DEFAULT_DATA_DIR = "/var/lib/limelet/registrar"
 DEFAULT_DATABASE_URL = "sqlite"
 SQLITE_DEFAULT_FILE = "reg_data.sqlite"
 DEFAULT_TLS_DIR = "cv_ca"
-DEFAULT_SERVER_CERT = "server-cert.crt"
-DEFAULT_SERVER_KEY = "server-private.pem"
-DEFAULT_TRUSTED_CLIENT_CA = "cacert.crt"
 # A registration is a few kilobytes (EK cert, two public areas, an mTLS cert); 64 KiB leaves
 # room for IAK/IDevID material and refuses anything meant to exhaust memory.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-# CVE-2023-38200: a client that opens TCP and never finishes the TLS handshake, or never
-# finishes a request, is dropped after these many seconds.
-DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5.0
-DEFAULT_READ_TIMEOUT_SECONDS = 10.0
-DEFAULT_KEEP_ALIVE_SECONDS = 5.0
-DEFAULT_SHUTDOWN_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
-class RegistrarConfig:
+class RegistrarConfig(kit.TlsFilesMixin):
     ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
     tls_port: int = DEFAULT_TLS_PORT
     data_dir: str = DEFAULT_DATA_DIR
     database_url: str = DEFAULT_DATABASE_URL
     tls_dir: str = DEFAULT_TLS_DIR
-    server_cert: str = DEFAULT_SERVER_CERT
-    server_key: str = DEFAULT_SERVER_KEY
-    trusted_client_ca: str = DEFAULT_TRUSTED_CLIENT_CA
+    server_cert: str = kit.DEFAULT_SERVER_CERT
+    server_key: str = kit.DEFAULT_SERVER_KEY
+    trusted_client_ca: str = kit.DEFAULT_TRUSTED_CLIENT_CA
     # A directory of PEM/DER CA certificates; empty means EK certificates are not checked.
     tpm_cert_store: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
-    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
-    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
-    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    handshake_timeout_seconds: float = kit.DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
+    keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
+    shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
 
     def __post_init__(self) -> None:
         bad = range_error(
@@ -79,21 +65,9 @@ class RegistrarConfig:
         if bad is not None:
             raise ConfigError(*bad)
 
-    def _tls_path(self, value: str) -> Path:
-        base = Path(self.data_dir) / self.tls_dir
-        return Path(value) if Path(value).is_absolute() else base / value
-
     @property
-    def server_cert_path(self) -> Path:
-        return self._tls_path(self.server_cert)
-
-    @property
-    def server_key_path(self) -> Path:
-        return self._tls_path(self.server_key)
-
-    @property
-    def trusted_client_ca_path(self) -> Path:
-        return self._tls_path(self.trusted_client_ca)
+    def tls_path(self) -> Path:
+        return Path(self.data_dir) / self.tls_dir  # an absolute tls_dir wins in the join
 
     @property
     def tpm_cert_store_path(self) -> Optional[Path]:
@@ -101,20 +75,16 @@ class RegistrarConfig:
 
     def sqlite_path(self) -> Path:
         """The database file named by ``database_url`` (only SQLite is implemented)."""
-        path = sqlite_file(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE)
-        if path is None:
-            raise ConfigError("database_url", SQLITE_URL_FORMS)
-        return path
+        return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
 
 
 def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> RegistrarConfig:
     """Read ``path`` (TOML; absent means all defaults), then apply the environment."""
-    try:
-        text = None if path is None else path.read_text(encoding="utf-8")
-        return load_settings(
-            RegistrarConfig, text, str(path), environ, ENV_PREFIX, sections=("registrar",)
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
-    except SettingsError as exc:
-        raise ConfigError(exc.key, exc.detail) from exc
+    return kit.read_config(
+        RegistrarConfig,
+        path,
+        environ,
+        env_prefix=ENV_PREFIX,
+        sections=("registrar",),
+        config_error=ConfigError,
+    )

@@ -6,39 +6,30 @@ Like Keylime's registrar (keylime/web/base/server.py) there are two listeners: p
 itself, so the bound TLS port is known before the first request (the app's admin guard
 compares it), then hands them to Hypercorn.
 
-CVE-2023-38200 (a half-open TLS connection stalled Keylime's single-threaded loop): every
-connection is its own task here, and Hypercorn drops one that does not finish the handshake
-within ``handshake_timeout_seconds``, does not send a request within ``read_timeout_seconds``,
-or idles past ``keep_alive_seconds``.
+Binding, the Hypercorn config and its CVE-2023-38200 timeouts are service_kit/listen.py's.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import trio
 from cryptography import x509
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from registrar_lite.app import create_app
 from registrar_lite.config import RegistrarConfig
 from registrar_lite.identity import load_trust_store
 from registrar_lite.service import Registrar
 from registrar_lite.store import SqliteAgentStore
+from service_kit.listen import bind, hypercorn_config, serve_app
 
 log = logging.getLogger("limelet.registrar")
-
-# Pending connections the kernel queues per listener before refusing (Hypercorn's default).
-LISTEN_BACKLOG = 100
 
 
 @dataclass(frozen=True)
@@ -50,48 +41,17 @@ class BoundPorts:
     tls_port: int
 
 
-def _bind(ip: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((ip, port))
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 @contextmanager
 def _listeners(config: RegistrarConfig) -> Iterator[tuple[socket.socket, socket.socket]]:
-    plain = _bind(config.ip, config.port)
+    plain = bind(config.ip, config.port)
     try:
-        tls = _bind(config.ip, config.tls_port)
+        tls = bind(config.ip, config.tls_port)
         try:
             yield plain, tls
         finally:
             tls.close()
     finally:
         plain.close()
-
-
-def hypercorn_config(config: RegistrarConfig) -> HypercornConfig:
-    hc = HypercornConfig()
-    hc.certfile = str(config.server_cert_path)
-    hc.keyfile = str(config.server_key_path)
-    hc.ca_certs = str(config.trusted_client_ca_path)
-    hc.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no TLS session
-    hc.alpn_protocols = ["http/1.1"]
-    hc.ssl_handshake_timeout = config.handshake_timeout_seconds
-    hc.read_timeout = int(max(1, config.read_timeout_seconds))
-    hc.keep_alive_timeout = config.keep_alive_seconds
-    hc.graceful_timeout = config.shutdown_grace_seconds
-    hc.h11_max_incomplete_size = config.max_body_bytes
-    hc.accesslog = None
-    hc.errorlog = log
-    return hc
 
 
 def _trust_store(config: RegistrarConfig) -> Optional[tuple[x509.Certificate, ...]]:
@@ -102,11 +62,13 @@ def _trust_store(config: RegistrarConfig) -> Optional[tuple[x509.Certificate, ..
 async def serve_registrar(
     config: RegistrarConfig,
     *,
+    shutdown: Optional[trio.Event] = None,
     task_status: trio.TaskStatus[BoundPorts] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until cancelled; ``task_status.started(BoundPorts)`` once both listeners are up."""
+    """Run until cancelled or ``shutdown`` is set (a graceful stop, open requests drain);
+    ``task_status.started(BoundPorts)`` once both listeners are up."""
     trust = _trust_store(config)
-    hc = hypercorn_config(config)
+    hc = hypercorn_config(config, log)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
     store = await SqliteAgentStore.open(config.sqlite_path())
     try:
@@ -119,12 +81,7 @@ async def serve_registrar(
             )
             async with trio.open_nursery() as nursery:
                 await nursery.start(
-                    lambda task_status: worker_serve(
-                        wrap_app(app, hc.wsgi_max_body_size, "asgi"),
-                        hc,
-                        sockets=Sockets([tls], [plain], []),
-                        task_status=task_status,
-                    )
+                    partial(serve_app, app, hc, tls=(tls,), plain=(plain,), shutdown=shutdown)
                 )
                 log.info("registrar on http %s and mTLS %s", ports.port, ports.tls_port)
                 task_status.started(ports)

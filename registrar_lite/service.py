@@ -18,7 +18,6 @@ delete any agent) and the error never echoes a tag.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import secrets
@@ -28,6 +27,7 @@ from typing import Any, Optional
 
 from cryptography import x509
 
+from attest_protocol.bootstrap_keys import hmac_sha384_hex
 from attest_protocol.credential import make_credential
 from registrar_lite.errors import ActivationError, AgentNotFoundError, IdentityChangedError
 from registrar_lite.identity import ak_name, check_identity
@@ -51,9 +51,7 @@ def new_challenge() -> bytes:
 
 def expected_auth_tag(challenge_key: str, agent_id: str) -> str:
     """hex HMAC-SHA384 keyed with the base64 text of the challenge, over the agent id."""
-    return hmac.new(
-        challenge_key.encode("ascii"), agent_id.encode("utf-8"), hashlib.sha384
-    ).hexdigest()
+    return hmac_sha384_hex(challenge_key.encode("ascii"), agent_id)
 
 
 def _b64(data: Optional[bytes]) -> Optional[str]:

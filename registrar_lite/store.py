@@ -1,10 +1,8 @@
 """Where registrations live: a small ``AgentStore`` Protocol and its SQLite implementation.
 
 The Protocol is what the service needs and nothing more, so a PostgreSQL store can be added
-beside this one.  SQLite runs through stdlib ``sqlite3`` in a worker thread
-(``trio.to_thread.run_sync``) behind a one-slot CapacityLimiter: one connection, one
-statement at a time, never on the event loop.  The database is in WAL mode so a reader in
-another process (a backup, an operator's ``sqlite3``) never blocks the registrar.
+beside this one.  SQLite runs on service_kit/sqlite.py's worker: one connection in a worker
+thread, one statement at a time, WAL mode.
 
 CVE-2025-13609: two registrations of one agent id must not both win.  ``register`` runs the
 identity comparison and the insert/update in one ``BEGIN IMMEDIATE`` transaction, which also
@@ -25,17 +23,14 @@ from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional, Protocol, TypeVar
 
-import trio
-
 from registrar_lite.errors import IdentityChangedError
+from service_kit.sqlite import SqliteWorker, immediate
 
 T = TypeVar("T")
 
 # Keylime compares exactly these on re-registration (registrar_agent.py
 # ``_check_tpm_identity_immutable``); IAK/IDevID may change.
 IDENTITY_FIELDS = ("ek_tpm", "ekcert", "aik_tpm")
-# How long a statement waits for another process's write lock before failing.
-SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -123,17 +118,15 @@ def _row(row: tuple[object, ...]) -> AgentRecord:
 class SqliteAgentStore:
     """``AgentStore`` on one sqlite3 connection used from one worker thread at a time."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._limiter = trio.CapacityLimiter(1)
+    def __init__(self, db: SqliteWorker) -> None:
+        self._db = db
 
     @classmethod
     async def open(cls, path: Path) -> SqliteAgentStore:
-        conn = await trio.to_thread.run_sync(_connect, path)
-        return cls(conn)
+        return cls(await SqliteWorker.open(path, (_SCHEMA,)))
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+        return await self._db.run(fn)
 
     async def register(self, record: AgentRecord) -> AgentRecord:
         return await self._run(lambda conn: _register(conn, record))
@@ -161,21 +154,7 @@ class SqliteAgentStore:
         return await self._run(lambda c: c.execute(sql, (agent_id, challenge_key)).rowcount > 0)
 
     async def aclose(self) -> None:
-        await self._run(lambda conn: conn.close())
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: autocommit, with explicit BEGIN IMMEDIATE where it matters.
-    conn = sqlite3.connect(
-        str(path),
-        timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
-        isolation_level=None,
-        check_same_thread=False,  # one thread at a time, guaranteed by the limiter
-    )
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(_SCHEMA)
-    return conn
+        await self._db.aclose()
 
 
 def _get(conn: sqlite3.Connection, agent_id: str) -> Optional[AgentRecord]:
@@ -184,8 +163,7 @@ def _get(conn: sqlite3.Connection, agent_id: str) -> Optional[AgentRecord]:
 
 
 def _register(conn: sqlite3.Connection, record: AgentRecord) -> AgentRecord:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         old = _get(conn, record.agent_id)
         if old is not None:
             changed = changed_identity(old, record)
@@ -193,8 +171,4 @@ def _register(conn: sqlite3.Connection, record: AgentRecord) -> AgentRecord:
                 raise IdentityChangedError(changed)
         stored = replace(record, active=False, regcount=1 if old is None else old.regcount + 1)
         conn.execute(_UPSERT, astuple(stored))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return stored

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ from attest_protocol.errors import ParseError
 from attest_protocol.tpm2.public import TpmPublic, parse_tpm2b_public
 from registrar_lite.ek_template import ek_public_from_key
 from registrar_lite.errors import RequestError
+from service_kit import request_checks
+from service_kit.request_checks import AGENT_ID_RE
 
-# CVE-2022-23949: ids end up in logs, file names and SQL; ASCII letters, digits and ._- only,
-# no newline or escape codes, no Unicode look-alikes.  fullmatch, so "$" cannot admit "\n".
-AGENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 # A DNS name or a hostname label run (RFC 1123 characters); IP literals are parsed apart.
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
 # An HMAC-SHA384 in hex (keylime/crypto.py ``do_hmac``).
@@ -68,13 +66,7 @@ def check_agent_id(agent_id: str) -> str:
 
 def parse_json_object(data: bytes) -> dict[str, Any]:
     """Decode a JSON object body; any Content-Type (or none) is accepted, as Keylime does."""
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise RequestError("body", "is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RequestError("body", "is not a JSON object")
-    return value
+    return request_checks.parse_json_object(data, RequestError)
 
 
 def _b64(body: Mapping[str, Any], field: str, *, required: bool) -> Optional[bytes]:

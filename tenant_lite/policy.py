@@ -19,10 +19,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from attest_protocol.keylime_facts import DATA_PCR, IMA_PCR
 from tenant_lite.errors import UsageError
 
-IMA_PCR = 10
-DATA_PCR = 16
 # keylime/config.py MEASUREDBOOT_PCRS: the PCRs the UEFI event log explains.
 MEASUREDBOOT_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15)
 MAX_PCR = 23

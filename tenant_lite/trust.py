@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from attest_protocol.ek_trust import (
     MAX_TRUST_FILE_BYTES,
@@ -34,12 +33,12 @@ from attest_protocol.ek_trust import (
     same_public_key,
 )
 from attest_protocol.errors import AlgorithmError, AttestProtocolError
+from attest_protocol.keylime_facts import DATA_PCR, expected_data_pcr, normalize_enc_alg
 from attest_protocol.quote import KeylimeQuote, verify_quote
-from attest_protocol.tpm2.constants import alg_for_hash_name, digest_size, hash_for_alg
+from attest_protocol.tpm2.constants import alg_for_hash_name
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from tenant_lite.errors import AttestationError, ConfigError
 
-DATA_PCR = 16
 EK_SCRIPT_TIMEOUT_SECONDS = 60.0
 # Variables handed to an ek_check_script beyond Keylime's own (it runs with os.environ).
 _SCRIPT_PASSED_ENV = ("PATH", "LANG", "HOME")
@@ -114,30 +113,11 @@ def run_ek_check_script(
         )
 
 
-def expected_data_pcr(pubkey_pem: str, hash_name: str) -> bytes:
-    """extend(0...0, H(pubkey)) in the quote's bank: the value PCR 16 must hold."""
-    alg = alg_for_hash_name(hash_name)
-    inner = hashes.Hash(hash_for_alg(alg))
-    inner.update(pubkey_pem.encode("utf-8"))
-    outer = hashes.Hash(hash_for_alg(alg))
-    outer.update(bytes(digest_size(alg)) + inner.finalize())
-    return outer.finalize()
-
-
-# keylime/common/algorithms.py Encrypt.normalize: "rsa" means RSA-2048 and "ecc" P-256, so an
-# agent reporting "rsa2048" or "ecc256" is accepted by a list naming "rsa" or "ecc".
-_ALG_ALIASES = {"rsa": "rsa2048", "ecc": "ecc256"}
-
-
-def _normal(name: str) -> str:
-    return _ALG_ALIASES.get(name, name)
-
-
 def _check_algs(results: Mapping[str, Any], accepted: Mapping[str, frozenset[str]]) -> str:
     for kind, key in (("hash", "hash_alg"), ("encryption", "enc_alg"), ("signing", "sign_alg")):
         name = results.get(key)
-        allowed = {_normal(a) for a in accepted[kind]}
-        if not isinstance(name, str) or _normal(name) not in allowed:
+        allowed = {normalize_enc_alg(a) for a in accepted[kind]}
+        if not isinstance(name, str) or normalize_enc_alg(name) not in allowed:
             raise AttestationError(
                 "identity-quote",
                 f"the agent's {key} {str(name)[:32]!r} is not in accept_tpm_{kind}_algs",
@@ -171,7 +151,7 @@ def check_identity_quote(
             "identity-quote",
             f"the identity quote of agent {agent_id} does not verify with its registered AK: {exc}",
         ) from exc
-    if verified.pcrs.get(DATA_PCR) != expected_data_pcr(pubkey, hash_name):
+    if verified.pcrs.get(DATA_PCR) != expected_data_pcr(alg_for_hash_name(hash_name), pubkey):
         raise AttestationError(
             "identity-quote",
             f"PCR {DATA_PCR} of agent {agent_id} is not bound to the public key it sent",

@@ -20,24 +20,21 @@ route sits behind the mTLS listener, which demands a client certificate from
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from attest_protocol.api_version import (
-    CURRENT_VERSION,
-    SUPPORTED_VERSIONS,
-    ApiVersion,
-    version_from_path,
+from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion, version_from_path
+from service_kit.web import (
+    add_version_route,
+    create_service_app,
+    install_error_handlers,
+    json_body,
+    ok,
 )
-from attest_protocol.envelope import Envelope, failure, success
-from attest_protocol.errors import AttestProtocolError
 from verifier_lite import validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
@@ -45,20 +42,8 @@ from verifier_lite.service import Verifier
 
 log = logging.getLogger("limelet.verifier")
 
-_INTERNAL_ERROR = "Internal Server Error"
 # Measured-boot policies as a resource of their own came with API 2.3 (Keylime 7.x).
 MB_POLICY_MIN_VERSION = ApiVersion(2, 3)
-
-
-def _respond(envelope: Envelope) -> Response:
-    return Response(
-        json.dumps(envelope.to_json()), status=envelope.code, content_type="application/json"
-    )
-
-
-def _ok(results: Optional[Mapping[str, Any]] = None, code: int = 200) -> Response:
-    status = "Success" if code == 200 else http.client.responses[code]
-    return _respond(Envelope(code, status, results or {}))
 
 
 def _check_version(ver: str, minimum: ApiVersion = SUPPORTED_VERSIONS[0]) -> None:
@@ -68,32 +53,17 @@ def _check_version(ver: str, minimum: ApiVersion = SUPPORTED_VERSIONS[0]) -> Non
 
 
 async def _json_body(limit: int) -> dict[str, Any]:
-    try:
-        data = await request.get_data(cache=False, as_text=False)
-    except RequestEntityTooLarge:
-        raise BodyTooLargeError(limit) from None
-    return validation.parse_json_object(data.encode("utf-8") if isinstance(data, str) else data)
+    return await json_body(limit, validation.parse_json_object, BodyTooLargeError)
 
 
 def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
-    app = QuartTrio("limelet.verifier")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    app.url_map.strict_slashes = False
-
-    @app.get("/version")
-    @app.get("/versions")
-    async def version() -> Response:
-        results = {
-            "current_version": str(CURRENT_VERSION),
-            "supported_versions": [str(v) for v in SUPPORTED_VERSIONS],
-        }
-        return _respond(success(results))
-
+    app = create_service_app("limelet.verifier", max_body_bytes)
+    add_version_route(app, "/versions")
     _agent_routes(app, verifier, max_body_bytes)
     _identity_route(app, verifier)
     _runtime_policy_routes(app, verifier, max_body_bytes)
     _mb_policy_routes(app, verifier, max_body_bytes)
-    _install_error_handlers(app)
+    install_error_handlers(app, log, BodyTooLargeError)
     return app
 
 
@@ -103,13 +73,13 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
         _check_version(ver)
         chosen = request.args.get("verifier") or None
         if "bulk" in request.args:
-            return _ok(await verifier.bulk(chosen))
-        return _ok({"uuids": await verifier.list_ids(chosen)})
+            return ok(await verifier.bulk(chosen))
+        return ok({"uuids": await verifier.list_ids(chosen)})
 
     @app.get("/<ver>/agents/<agent_id>")
     async def show_agent(ver: str, agent_id: str) -> Response:
         _check_version(ver)
-        return _ok(await verifier.status(validation.agent_id(agent_id)))
+        return ok(await verifier.status(validation.agent_id(agent_id)))
 
     @app.post("/<ver>/agents/<agent_id>")
     async def add_agent(ver: str, agent_id: str) -> Response:
@@ -117,25 +87,25 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
         validation.agent_id(agent_id)
         req = validation.add_agent_request(await _json_body(limit))
         await verifier.add(agent_id, req)
-        return _ok()
+        return ok()
 
     @app.delete("/<ver>/agents/<agent_id>")
     async def delete_agent(ver: str, agent_id: str) -> Response:
         _check_version(ver)
         await verifier.delete(validation.agent_id(agent_id))
-        return _ok()
+        return ok()
 
     @app.put("/<ver>/agents/<agent_id>/reactivate")
     async def reactivate(ver: str, agent_id: str) -> Response:
         _check_version(ver)
         await verifier.reactivate(validation.agent_id(agent_id))
-        return _ok()
+        return ok()
 
     @app.put("/<ver>/agents/<agent_id>/stop")
     async def stop(ver: str, agent_id: str) -> Response:
         _check_version(ver)
         await verifier.stop(validation.agent_id(agent_id))
-        return _ok()
+        return ok()
 
 
 def _identity_route(app: QuartTrio, verifier: Verifier) -> None:
@@ -153,20 +123,20 @@ def _identity_route(app: QuartTrio, verifier: Verifier) -> None:
         if agent is None:
             await verifier.status(agent_id)  # raises the 404
             raise AssertionError("unreachable")
-        return _ok(verify_identity(agent, params["quote"], params["nonce"], params["hash_alg"]))
+        return ok(verify_identity(agent, params["quote"], params["nonce"], params["hash_alg"]))
 
 
 def _runtime_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
     @app.get("/<ver>/allowlists/")
     async def runtime_policy_names(ver: str) -> Response:
         _check_version(ver)
-        return _ok({"runtimepolicy names": await verifier.store.runtime_policy_names()})
+        return ok({"runtimepolicy names": await verifier.store.runtime_policy_names()})
 
     @app.get("/<ver>/allowlists/<name>")
     @app.get("/<ver>/allowlist/<name>")
     async def runtime_policy_show(ver: str, name: str) -> Response:
         _check_version(ver)
-        return _ok(await verifier.runtime_policy(validation.policy_name(name)))
+        return ok(await verifier.runtime_policy(validation.policy_name(name)))
 
     @app.route("/<ver>/allowlists/<name>", methods=["POST", "PUT"])
     @app.route("/<ver>/allowlist/<name>", methods=["POST", "PUT"])
@@ -181,7 +151,7 @@ def _runtime_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> No
         if tpm_policy is not None and not isinstance(tpm_policy, str):
             tpm_policy = json.dumps(tpm_policy)
         await verifier.add_runtime_policy(name, text, tpm_policy, update=request.method == "PUT")
-        return _ok(code=201)
+        return ok(code=201)
 
     @app.delete("/<ver>/allowlists/<name>")
     @app.delete("/<ver>/allowlist/<name>")
@@ -195,12 +165,12 @@ def _mb_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
     @app.get("/<ver>/mbpolicies/")
     async def mb_policy_names(ver: str) -> Response:
         _check_version(ver, MB_POLICY_MIN_VERSION)
-        return _ok({"mbpolicy names": await verifier.store.mb_policy_names()})
+        return ok({"mbpolicy names": await verifier.store.mb_policy_names()})
 
     @app.get("/<ver>/mbpolicies/<name>")
     async def mb_policy_show(ver: str, name: str) -> Response:
         _check_version(ver, MB_POLICY_MIN_VERSION)
-        return _ok(await verifier.mb_policy(validation.policy_name(name)))
+        return ok(await verifier.mb_policy(validation.policy_name(name)))
 
     @app.route("/<ver>/mbpolicies/<name>", methods=["POST", "PUT"])
     async def mb_policy_store(ver: str, name: str) -> Response:
@@ -210,32 +180,10 @@ def _mb_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
         if text is None:
             raise RequestError("mb_policy", "is required")
         await verifier.add_mb_policy(name, text, update=request.method == "PUT")
-        return _ok(code=201)
+        return ok(code=201)
 
     @app.delete("/<ver>/mbpolicies/<name>")
     async def mb_policy_remove(ver: str, name: str) -> Response:
         _check_version(ver, MB_POLICY_MIN_VERSION)
         await verifier.delete_mb_policy(validation.policy_name(name))
         return Response(b"", status=204, content_type="application/json")
-
-
-def _install_error_handlers(app: QuartTrio) -> None:
-    @app.errorhandler(AttestProtocolError)
-    async def protocol_error(exc: AttestProtocolError) -> Response:
-        if exc.http_status >= 500:
-            log.error("request failed: %s", exc)
-            return _respond(failure(exc.http_status, _INTERNAL_ERROR))
-        return _respond(failure(exc.http_status, str(exc)))
-
-    @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> Response:
-        code = exc.code or 500
-        if isinstance(exc, RequestEntityTooLarge):
-            return _respond(failure(code, str(BodyTooLargeError(app.config["MAX_CONTENT_LENGTH"]))))
-        return _respond(failure(code, exc.name))
-
-    @app.errorhandler(Exception)
-    async def unexpected(exc: Exception) -> Response:
-        # Details go to the log only: they may hold paths or key material.
-        log.exception("unexpected error while handling %s %s", request.method, request.path)
-        return _respond(failure(500, _INTERNAL_ERROR))

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from cryptography.hazmat.primitives import hashes
-
+from attest_protocol.bootstrap_keys import NkKeyError, nk_public_key
 from attest_protocol.errors import AttestProtocolError, ParseError, QuoteClockError
 from attest_protocol.ima import ImaParseError
+from attest_protocol.keylime_facts import DATA_PCR, IMA_PCR, enc_alg_accepted, expected_data_pcr
 from attest_protocol.policy import (
     ImaFailure,
     ImaState,
@@ -27,11 +27,10 @@ from attest_protocol.policy import (
 )
 from attest_protocol.quote import KeylimeQuote, VerifiedQuote, check_clock, verify_quote
 from attest_protocol.tpm2.attest import ClockInfo
-from attest_protocol.tpm2.constants import TpmAlg, alg_for_hash_name, digest_size, hash_for_alg
+from attest_protocol.tpm2.constants import alg_for_hash_name
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from verifier_lite.failures import Component, FailureEvent, event
 from verifier_lite.measured_boot import MbPolicy, check_boot_log
-from verifier_lite.tpm_policy import DATA_PCR, IMA_PCR
 
 
 @dataclass(frozen=True)
@@ -109,29 +108,6 @@ class CheckResult:
         return not self.failures
 
 
-def extend_from_zero(hash_alg: TpmAlg, data: bytes) -> bytes:
-    """The value of a reset PCR after one extend with H(data) (Keylime ``sim_extend``)."""
-    inner = hashes.Hash(hash_for_alg(hash_alg))
-    inner.update(data)
-    outer = hashes.Hash(hash_for_alg(hash_alg))
-    outer.update(bytes(digest_size(hash_alg)) + inner.finalize())
-    return outer.finalize()
-
-
-# API 2.5 names key types with their size; Keylime's algorithms.Encrypt.normalize maps the old
-# aliases so an accepted "rsa" admits an agent's "rsa2048" (keylime/common/algorithms.py).
-_ENC_ALIASES = {"rsa": "rsa2048", "ecc": "ecc256"}
-
-
-def _normalize(name: str) -> str:
-    return _ENC_ALIASES.get(name, name)
-
-
-def _accepted(name: str, accepted: tuple[str, ...]) -> bool:
-    """Keylime's ``algorithms.is_accepted``: an exact match, or the same normalized name."""
-    return name in accepted or any(_normalize(a) == _normalize(name) for a in accepted)
-
-
 def _algorithm_failure(inp: CheckInput, ev: Evidence) -> Optional[FailureEvent]:
     checks = (
         ("invalid_hash_alg", ev.hash_alg, inp.accept_hash_algs, "hash"),
@@ -139,7 +115,7 @@ def _algorithm_failure(inp: CheckInput, ev: Evidence) -> Optional[FailureEvent]:
         ("invalid_sign_alg", ev.sign_alg, inp.accept_sign_algs, "signing"),
     )
     for name, value, accepted, what in checks:
-        if not _accepted(value, accepted):
+        if not enc_alg_accepted(value, accepted):
             message = f"TPM Quote is using an unaccepted {what} algorithm: {value[:32]}"
             return event(Component.QUOTE_VALIDATION, name, {"message": message}, False)
     return None
@@ -192,6 +168,7 @@ def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
         return CheckResult((bad_clock,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
     pubkey = ev.pubkey if ev.pubkey is not None else inp.public_key_pem
     failures = list(_pcr_failures(inp, verified, pubkey))
+    failures.extend(_nk_failures(ev.pubkey))
     if inp.mb_policy is not None:
         failures.extend(
             check_boot_log(inp.mb_policy, ev.mb_measurement_list, verified.pcrs, verified.hash_alg)
@@ -201,13 +178,25 @@ def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
     return CheckResult(tuple(failures), verified.attest.clock_info, ima_state, pubkey)
 
 
+def _nk_failures(pubkey: Optional[str]) -> list[FailureEvent]:
+    """The agent's NK must be an RSA key V can be encrypted to (Keylime rsa_import_pubkey):
+    one that is not is bad evidence from that agent, not a fault of the verifier."""
+    if pubkey is None:
+        return []
+    try:
+        nk_public_key(pubkey)
+    except NkKeyError as exc:
+        return [event(Component.QUOTE_VALIDATION, "invalid_pubkey", exc.reason, False)]
+    return []
+
+
 def _pcr_failures(
     inp: CheckInput, quote: VerifiedQuote, pubkey: Optional[str]
 ) -> list[FailureEvent]:
     out: list[FailureEvent] = []
     pcrs = {n: v.hex() for n, v in quote.pcrs.items()}
     if pubkey is not None:
-        expected = extend_from_zero(quote.hash_alg, pubkey.encode("utf-8")).hex()
+        expected = expected_data_pcr(quote.hash_alg, pubkey).hex()
         if DATA_PCR not in pcrs:
             message = f"Data PCR {DATA_PCR} is missing in quote, but is required"
             out.append(event(Component.PCR_VALIDATION, f"missing_pcr_{DATA_PCR}", message, True))

@@ -24,13 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from attest_protocol.settings import (
-    SQLITE_URL_FORMS,
-    SettingsError,
-    load_settings,
-    range_error,
-    sqlite_file,
-)
+from attest_protocol.settings import range_error
+from service_kit import settings as kit
 from verifier_lite.errors import ConfigError
 
 ENV_PREFIX = "LIMELET_VERIFIER_"
@@ -44,9 +39,6 @@ DEFAULT_REGISTRAR_PORT = 8891
 DEFAULT_DATA_DIR = "/var/lib/limelet/verifier"
 DEFAULT_DATABASE_URL = "sqlite"
 SQLITE_DEFAULT_FILE = "cv_data.sqlite"
-DEFAULT_SERVER_CERT = "server-cert.crt"
-DEFAULT_SERVER_KEY = "server-private.pem"
-DEFAULT_TRUSTED_CLIENT_CA = "cacert.crt"
 DEFAULT_CLIENT_CERT = "client-cert.crt"
 DEFAULT_CLIENT_KEY = "client-private.pem"
 DEFAULT_QUOTE_INTERVAL_SECONDS = 2.0
@@ -56,15 +48,10 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 # A runtime policy may be tens of MiB (Keylime caps at its tornado default of 100 MiB);
 # 16 MiB covers a full distribution allowlist and bounds memory per request.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-# CVE-2023-38200: clients that never finish a TLS handshake or a request are dropped.
-DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5.0
-DEFAULT_READ_TIMEOUT_SECONDS = 10.0
-DEFAULT_KEEP_ALIVE_SECONDS = 5.0
-DEFAULT_SHUTDOWN_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
-class VerifierConfig:
+class VerifierConfig(kit.TlsFilesMixin):
     uuid: str = DEFAULT_UUID
     ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
@@ -73,9 +60,9 @@ class VerifierConfig:
     data_dir: str = DEFAULT_DATA_DIR
     database_url: str = DEFAULT_DATABASE_URL
     tls_dir: str = GENERATE
-    server_cert: str = DEFAULT_SERVER_CERT
-    server_key: str = DEFAULT_SERVER_KEY
-    trusted_client_ca: str = DEFAULT_TRUSTED_CLIENT_CA
+    server_cert: str = kit.DEFAULT_SERVER_CERT
+    server_key: str = kit.DEFAULT_SERVER_KEY
+    trusted_client_ca: str = kit.DEFAULT_TRUSTED_CLIENT_CA
     client_cert: str = DEFAULT_CLIENT_CERT
     client_key: str = DEFAULT_CLIENT_KEY
     enable_agent_mtls: bool = True
@@ -88,10 +75,10 @@ class VerifierConfig:
     enabled_revocation_notifications: str = ""
     webhook_url: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
-    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
-    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
-    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    handshake_timeout_seconds: float = kit.DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
+    keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
+    shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
 
     def __post_init__(self) -> None:
         positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
@@ -126,51 +113,27 @@ class VerifierConfig:
     def generates_tls(self) -> bool:
         return self.tls_dir == GENERATE
 
-    def _tls_file(self, value: str) -> Path:
-        return Path(value) if Path(value).is_absolute() else self.tls_path / value
-
-    @property
-    def server_cert_path(self) -> Path:
-        return self._tls_file(self.server_cert)
-
-    @property
-    def server_key_path(self) -> Path:
-        return self._tls_file(self.server_key)
-
-    @property
-    def trusted_client_ca_path(self) -> Path:
-        return self._tls_file(self.trusted_client_ca)
-
     @property
     def client_cert_path(self) -> Path:
-        return self._tls_file(self.client_cert)
+        return self.tls_file(self.client_cert)
 
     @property
     def client_key_path(self) -> Path:
-        return self._tls_file(self.client_key)
+        return self.tls_file(self.client_key)
 
     def sqlite_path(self) -> Path:
         """The database file named by ``database_url`` (only SQLite is implemented)."""
-        path = sqlite_file(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE)
-        if path is None:
-            raise ConfigError("database_url", SQLITE_URL_FORMS)
-        return path
+        return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
 
 
 def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> VerifierConfig:
     """Read ``path`` (TOML; absent means all defaults), then apply the environment."""
-    try:
-        text = None if path is None else path.read_text(encoding="utf-8")
-        return load_settings(
-            VerifierConfig,
-            text,
-            str(path),
-            environ,
-            ENV_PREFIX,
-            sections=("verifier", "revocations"),
-            list_options=("enabled_revocation_notifications",),
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from exc
-    except SettingsError as exc:
-        raise ConfigError(exc.key, exc.detail) from exc
+    return kit.read_config(
+        VerifierConfig,
+        path,
+        environ,
+        env_prefix=ENV_PREFIX,
+        sections=("verifier", "revocations"),
+        config_error=ConfigError,
+        list_options=("enabled_revocation_notifications",),
+    )

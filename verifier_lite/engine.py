@@ -11,7 +11,8 @@ Per agent (keylime/cloud_verifier_tornado.py ``process_agent`` / ``invoke_get_qu
 A timeout, refused connection or 5xx moves to the matching *_RETRY state and is retried after
 ``retry_interval`` (doubling each time when ``exponential_backoff``); ``max_retries`` failures
 in a row end in FAILED.  Evidence that does not hold ends in INVALID_QUOTE, recorded with
-Keylime's event id and severity.  Every state change goes through the table in states.py.
+Keylime's event id and severity.  Every state change goes through ``AgentStates.apply``
+(transitions.py), which reads the table in states.py.
 
 CVE-2022-3500 (one agent's error stopped Keylime's whole polling loop): each task runs under
 :meth:`Engine._supervise`, which catches ``Exception`` from that task alone, logs it, and marks
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Optional
 
 import trio
 
 from verifier_lite.agent_client import AgentChannel
-from verifier_lite.failures import Component, FailureEvent, event
+from verifier_lite.failures import Component, event
 from verifier_lite.poller import (
     MAX_BACKOFF_SECONDS,
     AgentGone,
@@ -38,8 +39,9 @@ from verifier_lite.poller import (
 )
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
-from verifier_lite.states import POLLING, Event, next_state
+from verifier_lite.states import POLLING, Event
 from verifier_lite.store import VerifierStore
+from verifier_lite.transitions import AgentStates
 
 __all__ = [
     "MAX_BACKOFF_SECONDS",
@@ -71,7 +73,7 @@ class Engine:
         self._store = store
         self._settings = settings
         self._channels = channels
-        self._notifier = notifier
+        self.states = AgentStates(store, notifier)  # the one way a state changes
         self._verifier_id = verifier_id  # resume only this verifier's agents (None: all)
         self._nursery: Optional[trio.Nursery] = None
         self._scopes: dict[str, trio.CancelScope] = {}
@@ -80,12 +82,12 @@ class Engine:
         """Run until cancelled; resumes every agent the store says is being polled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self.states.nursery = nursery
             for agent in await self._store.list_agents(self._verifier_id):
                 if agent.state in POLLING:
                     # As Keylime's verifier does at start-up: back to START, so the first
                     # quote is a full one (the NK key, clock and IMA position are rebuilt).
-                    restart = next_state(agent.state, Event.REACTIVATE)
-                    await self._store.update_agent(agent.agent_id, operational_state=int(restart))
+                    await self.states.apply(agent, Event.REACTIVATE)
                     self.start(agent.agent_id)
             task_status.started()
             await trio.sleep_forever()
@@ -127,51 +129,9 @@ class Engine:
             agent = await self._store.get_agent(agent_id)
             if agent is not None and agent.state in POLLING:
                 failure = event(Component.INTERNAL, "polling_task", "polling task raised", False)
-                await self._transition(agent, Event.TASK_CRASHED, failure=failure)
+                await self.states.apply(agent, Event.TASK_CRASHED, failure=failure)
         except Exception:
             log.exception("agent %s: could not record the failure", agent_id)
-
-    async def _transition(
-        self,
-        agent: AgentRecord,
-        ev: Event,
-        *,
-        failure: Optional[FailureEvent] = None,
-        **changes: Any,
-    ) -> AgentRecord:
-        new = next_state(agent.state, ev)
-        if failure is not None:
-            changes["severity_level"] = failure.severity_level
-            changes["last_event_id"] = failure.event_id
-            log.warning("agent %s: %s %s", agent.agent_id, failure.event_id, failure.context)
-        if not await self._store.update_agent(
-            agent.agent_id, operational_state=int(new), **changes
-        ):
-            raise AgentGone(agent.agent_id)
-        if new != agent.state:
-            log.info(
-                "agent %s: %s -> %s on %s", agent.agent_id, agent.state.name, new.name, ev.value
-            )
-        updated = await self._store.get_agent(agent.agent_id)
-        if updated is None:
-            raise AgentGone(agent.agent_id)
-        await self._maybe_notify(updated, ev, failure)
-        return updated
-
-    async def _maybe_notify(
-        self, agent: AgentRecord, ev: Event, failure: Optional[FailureEvent]
-    ) -> None:
-        """Keylime notifies on an invalid quote, and when an agent that had attested is lost."""
-        if self._notifier is None or self._nursery is None:
-            return
-        if ev is Event.QUOTE_INVALID:
-            msgtype = "revocation"
-        elif ev is Event.RETRIES_EXHAUSTED and agent.attestation_count > 0:
-            msgtype = "comm_error"
-        else:
-            return
-        others = await self._store.list_agents(agent.verifier_id)
-        self._notifier.notify(self._nursery, agent, others, msgtype, failure)
 
     async def _poll(self, agent_id: str) -> None:
         agent = await self._store.get_agent(agent_id)
@@ -179,7 +139,7 @@ class Engine:
             raise AgentGone(agent_id)
         channel = self._channels(agent)
         try:
-            await AgentPoller(self._store, self._settings, self._transition).run(agent, channel)
+            await AgentPoller(self._store, self._settings, self.states.apply).run(agent, channel)
         finally:
             with trio.CancelScope(shield=True):
                 await channel.aclose()

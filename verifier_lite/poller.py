@@ -1,7 +1,7 @@
 """One agent's polling loop: negotiate, full quote, V, then partial quotes (see engine.py).
 
 :class:`AgentPoller` is run by :class:`~verifier_lite.engine.Engine` under its supervisor; it
-changes the agent's state only through the engine's ``transition`` (the table in states.py)
+changes the agent's state only through ``AgentStates.apply`` (transitions.py, states.py)
 and keeps in memory what Keylime keeps in ``AgentAttestState``: the NK public key, the last
 TPM clock, the IMA position, the boot time.  After a restart these are rebuilt from a full
 quote, so nothing in memory has to survive.

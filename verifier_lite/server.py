@@ -6,27 +6,23 @@ polling every agent the store says is being polled), then Hypercorn on one liste
 *requires* a client certificate from ``trusted_client_ca`` (Keylime's verifier: every route is
 mTLS).  Cancelling the scope stops all of it; the store is closed shielded.
 
-CVE-2023-38200: Hypercorn drops a connection that does not finish its TLS handshake within
-``handshake_timeout_seconds`` or its request within ``read_timeout_seconds``.
+Binding, the Hypercorn config and its CVE-2023-38200 timeouts are service_kit/listen.py's.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import httpx
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from attest_protocol.api_version import ApiVersion
+from service_kit.listen import bind, hypercorn_config, serve_app
 from verifier_lite.agent_client import (
     MTLS_DISABLED,
     AgentChannel,
@@ -45,7 +41,6 @@ from verifier_lite.tls import ensure_tls_dir
 
 log = logging.getLogger("limelet.verifier")
 
-LISTEN_BACKLOG = 100  # Hypercorn's default
 POSTGRES_URL_START = "postgres"  # postgresql://, postgres://, postgresql+psycopg2://, ...
 
 
@@ -53,37 +48,6 @@ POSTGRES_URL_START = "postgres"  # postgresql://, postgres://, postgresql+psycop
 class BoundPort:
     ip: str
     port: int
-
-
-def _bind(ip: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((ip, port))
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def hypercorn_config(config: VerifierConfig) -> HypercornConfig:
-    hc = HypercornConfig()
-    hc.certfile = str(config.server_cert_path)
-    hc.keyfile = str(config.server_key_path)
-    hc.ca_certs = str(config.trusted_client_ca_path)
-    hc.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no TLS session
-    hc.alpn_protocols = ["http/1.1"]
-    hc.ssl_handshake_timeout = config.handshake_timeout_seconds
-    hc.read_timeout = int(max(1, config.read_timeout_seconds))
-    hc.keep_alive_timeout = config.keep_alive_seconds
-    hc.graceful_timeout = config.shutdown_grace_seconds
-    hc.h11_max_incomplete_size = config.max_body_bytes
-    hc.accesslog = None
-    hc.errorlog = log
-    return hc
 
 
 def http_channels(config: VerifierConfig) -> ChannelFactory:
@@ -154,12 +118,14 @@ async def serve_verifier(
     config: VerifierConfig,
     *,
     channels: Optional[ChannelFactory] = None,
+    shutdown: Optional[trio.Event] = None,
     task_status: trio.TaskStatus[BoundPort] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until cancelled; ``task_status.started(BoundPort)`` once the listener is up."""
+    """Run until cancelled or ``shutdown`` is set (open requests drain, then polling stops);
+    ``task_status.started(BoundPort)`` once the listener is up."""
     if ensure_tls_dir(config):
         log.info("generated a CA and certificates in %s", config.tls_path)
-    hc = hypercorn_config(config)
+    hc = hypercorn_config(config, log)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
     store = await open_store(config)
     try:
@@ -167,19 +133,16 @@ async def serve_verifier(
         sink = HttpRevocationSink(factory, config.webhook_url, config.request_timeout)
         notifier = Notifier(config.revocation_notifiers, sink)
         engine = Engine(store, engine_settings(config), factory, notifier, verifier_id=config.uuid)
-        sock = _bind(config.ip, config.port)
+        sock = bind(config.ip, config.port)
         try:
             bound = BoundPort(config.ip, sock.getsockname()[1])
             app = create_app(Verifier(store, engine, config), max_body_bytes=config.max_body_bytes)
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
                 await nursery.start(
-                    lambda task_status: worker_serve(
-                        wrap_app(app, hc.wsgi_max_body_size, "asgi"),
-                        hc,
-                        sockets=Sockets([sock], [], []),
-                        task_status=task_status,
-                    )
+                    _serve_then_stop,
+                    nursery,
+                    partial(serve_app, app, hc, tls=(sock,), shutdown=shutdown),
                 )
                 log.info("verifier %s on mTLS %s:%d", config.uuid, bound.ip, bound.port)
                 task_status.started(bound)
@@ -188,3 +151,14 @@ async def serve_verifier(
     finally:
         with trio.CancelScope(shield=True):
             await store.aclose()
+
+
+async def _serve_then_stop(
+    nursery: trio.Nursery,
+    serve: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the listener; once it returned after a graceful stop, stop the engine too."""
+    await serve(task_status=task_status)
+    nursery.cancel_scope.cancel()

@@ -26,7 +26,7 @@ from verifier_lite.errors import (
     RequestError,
 )
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord, status_view
-from verifier_lite.states import Event, State, next_state
+from verifier_lite.states import Event, State
 from verifier_lite.store import VerifierStore
 from verifier_lite.validation import AddAgentRequest
 
@@ -147,22 +147,19 @@ class Verifier:
         agent = await self._agent(agent_id)
         self.engine.stop(agent_id)
         # TERMINATED first: should the delete fail, the row says polling has ended.
-        terminated = next_state(agent.state, Event.DELETE)
-        await self.store.update_agent(agent_id, operational_state=int(terminated))
+        await self.engine.states.apply(agent, Event.DELETE)
         await self.store.delete_agent(agent_id)
         log.info("agent %s deleted", agent_id)
 
     async def stop(self, agent_id: str) -> None:
         agent = await self._agent(agent_id)
         self.engine.stop(agent_id)
-        new = next_state(agent.state, Event.STOP)
-        await self.store.update_agent(agent_id, operational_state=int(new))
+        await self.engine.states.apply(agent, Event.STOP)
 
     async def reactivate(self, agent_id: str) -> None:
         agent = await self._agent(agent_id)
         self.engine.stop(agent_id)  # a running task must not write after our START
-        new = next_state(agent.state, Event.REACTIVATE)
-        await self.store.update_agent(agent_id, operational_state=int(new))
+        await self.engine.states.apply(agent, Event.REACTIVATE)
         self.engine.start(agent_id)
 
     # Runtime policies (``/allowlists``) and measured-boot policies (``/mbpolicies``).

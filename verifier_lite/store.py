@@ -1,8 +1,8 @@
 """Where the verifier's state lives: a ``VerifierStore`` Protocol and its SQLite implementation.
 
-Like registrar_lite/store.py: stdlib ``sqlite3`` in a worker thread behind a one-slot
-CapacityLimiter, WAL mode, explicit ``BEGIN IMMEDIATE`` where a check and a write must be one
-step (adding an agent whose name is free).  Everything the REST API returns is a column, so
+On service_kit/sqlite.py's worker, as registrar_lite/store.py: one connection in a worker
+thread, WAL mode, ``BEGIN IMMEDIATE`` where a check and a write must be one step (adding an
+agent whose name is free).  Everything the REST API returns is a column, so
 nothing is lost on restart; list fields are JSON arrays.
 
 Schema::
@@ -21,14 +21,12 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from typing import Any, Optional, Protocol, TypeVar
 
-import trio
-
+from service_kit.sqlite import SqliteWorker, immediate
 from verifier_lite.errors import ConflictError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
 
 T = TypeVar("T")
 
-SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 _COLUMNS = tuple(f.name for f in fields(AgentRecord))
 _LIST_COLUMNS = frozenset(
     {"accept_tpm_hash_algs", "accept_tpm_encryption_algs", "accept_tpm_signing_algs"}
@@ -110,16 +108,15 @@ def _from_row(row: tuple[Any, ...]) -> AgentRecord:
 class SqliteVerifierStore:
     """``VerifierStore`` on one sqlite3 connection used from one worker thread at a time."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._limiter = trio.CapacityLimiter(1)
+    def __init__(self, db: SqliteWorker) -> None:
+        self._db = db
 
     @classmethod
     async def open(cls, path: Path) -> SqliteVerifierStore:
-        return cls(await trio.to_thread.run_sync(_connect, path))
+        return cls(await SqliteWorker.open(path, _SCHEMA))
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+        return await self._db.run(fn)
 
     async def add_agent(
         self,
@@ -228,21 +225,7 @@ class SqliteVerifierStore:
         return await self._run(lambda c: [str(r[0]) for r in c.execute(sql, (name,))])
 
     async def aclose(self) -> None:
-        await self._run(lambda conn: conn.close())
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        str(path),
-        timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
-        isolation_level=None,  # autocommit; BEGIN IMMEDIATE where it matters
-        check_same_thread=False,  # one thread at a time, guaranteed by the limiter
-    )
-    conn.execute("PRAGMA journal_mode=WAL")
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    return conn
+        await self._db.aclose()
 
 
 def _add_agent(
@@ -251,8 +234,7 @@ def _add_agent(
     runtime_policy: Optional[RuntimePolicyRecord],
     mb_policy: Optional[MbPolicyRecord],
 ) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         taken = conn.execute(
             "SELECT 1 FROM verifier_agents WHERE agent_id = ?", (agent.agent_id,)
         ).fetchone()
@@ -274,7 +256,3 @@ def _add_agent(
             sql = "INSERT OR IGNORE INTO mb_policies VALUES (?, ?)"
             conn.execute(sql, (mb_policy.name, mb_policy.mb_policy))
         conn.execute(_INSERT, _to_row(agent))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

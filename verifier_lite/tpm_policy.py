@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 from attest_protocol.errors import ParseError
+from attest_protocol.keylime_facts import DATA_PCR, IMA_PCR
 from attest_protocol.tpm2.pcr import parse_mask
 from verifier_lite.measured_boot import MB_PCRS
 
-DATA_PCR = 16  # Keylime config.TPM_DATA_PCR: the agent's NK public key is bound here
-IMA_PCR = 10  # Keylime config.IMA_PCR
 MAX_PCR = 23
 
 

@@ -19,12 +19,13 @@ from typing import Any, Optional
 from attest_protocol.errors import AttestProtocolError
 from attest_protocol.policy import load_runtime_policy
 from attest_protocol.tpm2.public import check_attestation_key, parse_tpm2b_public
+from service_kit import request_checks
+from service_kit.request_checks import AGENT_ID_RE
 from verifier_lite.errors import RequestError
 from verifier_lite.measured_boot import load_mb_policy
 from verifier_lite.tpm_policy import parse_tpm_policy
 
-# Keylime validators.valid_agent_id allows letters, digits, '-', '_', '.'; we also bound it.
-AGENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+# Policy names follow the agent id's rule (service_kit/request_checks.py AGENT_ID_RE).
 POLICY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _MAX_PORT = 65535
 # The tenant's algorithm lists are short; a bound keeps hostile input small.
@@ -48,13 +49,7 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     """Any Content-Type (or none) is accepted, as Keylime does."""
     if not data:
         raise RequestError("body", "Expected non zero content length")
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise RequestError("body", "is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RequestError("body", "is not a JSON object")
-    return value
+    return request_checks.parse_json_object(data, RequestError)
 
 
 def _opt_str(body: Mapping[str, Any], field: str) -> Optional[str]:

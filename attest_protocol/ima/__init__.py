@@ -35,7 +35,8 @@ from attest_protocol.ima.errors import (
 )
 from attest_protocol.ima.fields import FieldError
 from attest_protocol.ima.log import format_ima_line, parse_ima_line, parse_ima_log
-from attest_protocol.ima.replay import IMA_PCR, Pcr10Replay, replay_pcr10
+from attest_protocol.ima.replay import Pcr10Replay, replay_pcr10
+from attest_protocol.keylime_facts import IMA_PCR
 
 __all__ = [
     "IMA_PCR",

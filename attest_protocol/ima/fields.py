@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 import struct
 
+from attest_protocol.errors import AttestProtocolError
+
 # Digest sizes by kernel hash algorithm name (include/crypto/hash_info.h, crypto/hash_info.c):
 # the names a ``d-ng`` field can carry before its colon.
 IMA_DIGEST_SIZES: dict[str, int] = {
@@ -58,7 +60,7 @@ SIGNATURE_V2_HEADER = struct.Struct(">BBBIH")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*", re.ASCII)
 
 
-class FieldError(ValueError):
+class FieldError(AttestProtocolError, ValueError):
     """A field value that cannot be part of a valid entry; the parser adds line and column."""
 
 

@@ -19,10 +19,8 @@ from cryptography.hazmat.primitives import hashes
 
 from attest_protocol.ima.entry import ImaEntry
 from attest_protocol.ima.errors import ImaPcrIndexError
+from attest_protocol.keylime_facts import IMA_PCR
 from attest_protocol.tpm2.constants import TpmAlg, digest_size, hash_for_alg
-
-# CONFIG_IMA_MEASURE_PCR_IDX's default and Keylime's config.IMA_PCR.
-IMA_PCR = 10
 
 
 class Pcr10Replay:

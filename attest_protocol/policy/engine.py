@@ -26,7 +26,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Callable, Optional
 
 from attest_protocol.ima.entry import ImaEntry
-from attest_protocol.ima.replay import IMA_PCR
+from attest_protocol.keylime_facts import IMA_PCR
 from attest_protocol.policy import checks
 from attest_protocol.policy.keys import LearnedKey, PublicKey
 from attest_protocol.policy.model import RuntimePolicy

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from attest_protocol.errors import AttestProtocolError
 from attest_protocol.ima.fields import SIGNATURE_V2_HEADER
 
 PublicKey = Union[rsa.RSAPublicKey, ec.EllipticCurvePublicKey]
@@ -77,7 +78,7 @@ def keyid_v2(key: PublicKey) -> int:
     return int.from_bytes(hashlib.sha1(raw).digest()[-KEYID_V2_BYTES:], "big")  # noqa: S324
 
 
-class UnsupportedKeyError(ValueError):
+class UnsupportedKeyError(AttestProtocolError, ValueError):
     """Key material that parsed but is neither RSA nor EC (IMA cannot use it either)."""
 
 

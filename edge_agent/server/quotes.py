@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from attest_protocol.api_version import ApiVersion
 from attest_protocol.errors import ParseError
+from attest_protocol.keylime_facts import ENC_ALG_ALIASES, IMA_PCR
 from attest_protocol.tpm2.pcr import parse_mask
 from edge_agent.server.context import AgentApiContext
 from edge_agent.server.errors import BadRequest, ServiceUnavailable
@@ -35,14 +36,13 @@ log = logging.getLogger(__name__)
 # The nonce is ASCII alphanumerics, one byte each in the TPM's qualifyingData.
 MAX_NONCE_CHARS = MAX_NONCE_BYTES
 _NONCE_RE = re.compile(f"[A-Za-z0-9]{{1,{MAX_NONCE_CHARS}}}")
-IMA_PCR = 10
 BOOT_PCR = 0
 # ima_ml_entry is an entry index; 20 digits hold any u64, more is not an index.
 MAX_ENTRY_DIGITS = 20
 _ENTRY_RE = re.compile(f"[0-9]{{1,{MAX_ENTRY_DIGITS}}}")
 # API 2.5 renamed "rsa"/"ecc" to "rsa2048"/"ecc256" (rust-keylime algorithms.rs
 # to_string_for_api_version); other key types are spelt the same in every version.
-_MODERN_ENC_NAMES = {"rsa": "rsa2048", "ecc": "ecc256"}
+_MODERN_ENC_NAMES = ENC_ALG_ALIASES
 _LEGACY_ENC_NAMES = {modern: legacy for legacy, modern in _MODERN_ENC_NAMES.items()}
 ENC_ALG_RENAMED_IN = ApiVersion(2, 5)
 PROC_STAT = "/proc/stat"

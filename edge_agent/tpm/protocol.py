@@ -12,14 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
+from attest_protocol.keylime_facts import DATA_PCR
 from attest_protocol.quote import KeylimeQuote
 
 __all__ = ["DATA_PCR", "MAX_NONCE_BYTES", "AkInfo", "EkInfo", "Tpm"]
 
-# Keylime's "data PCR" (keylime config TPM_DATA_PCR, rust-keylime tpm.rs build_pcr_list):
-# reset, then extended with the NK public key so that a quote proves which key the tenant's
-# U share must be encrypted to.
-DATA_PCR = 16
 # TPM2_Quote's qualifyingData (TPM2B_DATA); rust-keylime refuses longer nonces
 # (tpm.rs MAX_NONCE_SIZE).  The API's nonce is ASCII, so this is its length in characters.
 MAX_NONCE_BYTES = 64

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from attest_protocol.api_version import ApiVersion
 from edge_agent.app import AgentStarted, run_agent, start_agent
 from edge_agent.config import AgentConfig
-from edge_agent.http11 import Connector
+from edge_agent.http_client import Connector
 from edge_agent.registrar_client import (
     NoCommonApiVersion,
     RegistrarUnavailable,

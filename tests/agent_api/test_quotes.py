@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from attest_protocol.keylime_facts import DATA_PCR
 from attest_protocol.quote import KeylimeQuote, verify_quote
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from edge_agent.config import AgentConfig
@@ -17,7 +18,6 @@ from tests.agent_api.support import ClientPki, RunningAgent, running_agent
 pytestmark = pytest.mark.swtpm
 
 NONCE = "Xq7rT2mZp9LkV4sB8nWc"
-DATA_PCR = 16
 
 
 def pcr16_for(pubkey_pem: bytes) -> bytes:

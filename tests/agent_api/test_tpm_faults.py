@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from attest_protocol.keylime_facts import DATA_PCR
 from edge_agent.config import AgentConfig
 from tests.agent_api.process import AGENT_ID, agent_process
 from tests.agent_api.support import ClientPki, running_agent
-from tests.agent_api.test_quotes import DATA_PCR, NONCE, pcr16_for, verified_pcrs
+from tests.agent_api.test_quotes import NONCE, pcr16_for, verified_pcrs
 from tools.swtpm import Swtpm
 
 pytestmark = pytest.mark.swtpm

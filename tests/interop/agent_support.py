@@ -51,9 +51,11 @@ VERIFIER_LOG_TAIL_CHARS = 6000
 
 
 def agent_config(
-    tmp_path: Path, swtpm: Swtpm, keylime: KeylimeServices, agent_id: str, **changes: Any
+    tmp_path: Path, tcti: str, keylime: KeylimeServices, agent_id: str, **changes: Any
 ) -> AgentConfig:
-    """An agent under ``tmp_path/agent`` for this Keylime; ``changes`` replace options."""
+    """An agent under ``tmp_path/agent`` for this Keylime; ``changes`` replace options.
+
+    The one builder of the interop tests' agent configuration."""
     port = free_port()
     base = AgentConfig(
         uuid=agent_id,
@@ -65,7 +67,7 @@ def agent_config(
         registrar_ip=keylime.registrar_ip,
         registrar_port=keylime.registrar_port,
         trusted_client_ca=str(keylime.ca_cert),
-        tcti=swtpm.tcti,
+        tcti=tcti,
         ima_ml_path=str(tmp_path / "no-ima"),
         measuredboot_ml_path=str(tmp_path / "no-boot-log"),
         exponential_backoff_initial_delay=200,

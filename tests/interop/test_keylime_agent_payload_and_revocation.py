@@ -124,7 +124,7 @@ async def test_tenant_cert_package_is_deployed_and_autorun_runs(
 ) -> None:
     monkeypatch.delenv("TCTI", raising=False)
     config = agent_config(
-        tmp_path, swtpm, keylime, AGENT_ID, extract_payload_zip=True, payload_script=AUTORUN
+        tmp_path, swtpm.tcti, keylime, AGENT_ID, extract_payload_zip=True, payload_script=AUTORUN
     )
     ca_dir = tmp_path / "tenant-ca"
     incl = include_dir(tmp_path, {AUTORUN: AUTORUN_SCRIPT})
@@ -191,7 +191,7 @@ async def test_verifier_revocation_notice_runs_actions_and_forgery_runs_none(
     )
     config = agent_config(
         tmp_path,
-        swtpm,
+        swtpm.tcti,
         keylime,
         AGENT_ID,
         extract_payload_zip=True,

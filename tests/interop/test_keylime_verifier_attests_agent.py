@@ -34,7 +34,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.tpm import TpmConfig
 from edge_agent.tpm.pytss_backend import PytssTpm
 from edge_agent.tpm.pytss_sync import PcrExtender
-from tools.keylime_services import KeylimeServices, free_port, get_json, start_keylime
+from tests.interop.agent_support import agent_config as interop_agent_config
+from tools.keylime_services import KeylimeServices, get_json, start_keylime
 from tools.swtpm import Swtpm
 
 pytestmark = [pytest.mark.interop, pytest.mark.swtpm]
@@ -91,24 +92,8 @@ class Tamper:
 
 
 def agent_config(tmp_path: Path, swtpm: Swtpm, keylime: KeylimeServices) -> AgentConfig:
-    port = free_port()
-    return AgentConfig(
-        uuid=AGENT_ID,
-        keylime_dir=str(tmp_path / "agent"),
-        ip=LOOPBACK,
-        port=port,
-        contact_ip=LOOPBACK,
-        contact_port=port,
-        registrar_ip=keylime.registrar_ip,
-        registrar_port=keylime.registrar_port,
-        trusted_client_ca=str(keylime.ca_cert),
-        tcti=swtpm.tcti,
-        ima_ml_path=str(tmp_path / "no-ima"),
-        measuredboot_ml_path=str(tmp_path / "no-boot-log"),
-        extract_payload_zip=False,
-        payload_script="",
-        exponential_backoff_initial_delay=200,
-        exponential_backoff_max_delay=2000,
+    return interop_agent_config(
+        tmp_path, swtpm.tcti, keylime, AGENT_ID, extract_payload_zip=False, payload_script=""
     )
 
 

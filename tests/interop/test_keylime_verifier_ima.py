@@ -37,9 +37,10 @@ from attest_protocol.ima import ImaEntry
 from edge_agent.app import AgentStarted, run_agent
 from edge_agent.config import AgentConfig
 from edge_agent.tpm import esys_ops
+from tests.interop.agent_support import agent_config as interop_agent_config
 from tests.interop.test_keylime_verifier_attests_agent import verifier_log
 from tools.ima_emulator import FILE_HASH, ImaEmulator
-from tools.keylime_services import KeylimeServices, free_port, get_json, start_keylime
+from tools.keylime_services import KeylimeServices, get_json, start_keylime
 from tools.swtpm import Swtpm
 from tools.tpm_broker import BUS_ENV, TpmBroker
 
@@ -96,24 +97,14 @@ def runtime_policy(boot_aggregate: ImaEntry | None) -> dict[str, Any]:
 
 
 def agent_config(tmp_path: Path, tcti: str, keylime: KeylimeServices, ima_log: Path) -> AgentConfig:
-    port = free_port()
-    return AgentConfig(
-        uuid=AGENT_ID,
-        keylime_dir=str(tmp_path / "agent"),
-        ip=LOOPBACK,
-        port=port,
-        contact_ip=LOOPBACK,
-        contact_port=port,
-        registrar_ip=keylime.registrar_ip,
-        registrar_port=keylime.registrar_port,
-        trusted_client_ca=str(keylime.ca_cert),
-        tcti=tcti,
+    return interop_agent_config(
+        tmp_path,
+        tcti,
+        keylime,
+        AGENT_ID,
         ima_ml_path=str(ima_log),
-        measuredboot_ml_path=str(tmp_path / "no-boot-log"),
         extract_payload_zip=False,
         payload_script="",
-        exponential_backoff_initial_delay=200,
-        exponential_backoff_max_delay=2000,
     )
 
 

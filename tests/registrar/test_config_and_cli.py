@@ -22,6 +22,7 @@ from registrar_lite.config import (
 from registrar_lite.errors import ConfigError
 from registrar_lite.server import serve_registrar
 from tests.cv_ca import TlsFiles
+from tests.fixtures.clean_stop import assert_clean_stop
 from tests.registrar.support import LOOPBACK, registrar_config
 
 SHUTDOWN_TIMEOUT_SECONDS = 10
@@ -122,6 +123,8 @@ def test_sigterm_stops_the_service(tls_files: TlsFiles, tmp_path: Path) -> None:
         assert banner.startswith("limelet-registrar: http "), banner
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=SHUTDOWN_TIMEOUT_SECONDS) == 0
+        assert process.stderr is not None
+        assert_clean_stop(process.stderr.read())
     finally:
         process.kill()
         process.wait()

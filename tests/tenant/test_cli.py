@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from attest_protocol.keylime_facts import IMA_PCR
 from tenant_lite.certpkg import REVOCATION_NAME, build_package
 from tenant_lite.cli import main
 from tenant_lite.config import TenantConfig, load_config
 from tenant_lite.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, ConfigError, UsageError
-from tenant_lite.policy import IMA_PCR, build_policies, parse_tpm_policy
+from tenant_lite.policy import build_policies, parse_tpm_policy
 from tests.tenant.support import run_tenant, write_config
 
 COMMANDS = [

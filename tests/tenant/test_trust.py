@@ -9,16 +9,11 @@ from typing import Any
 
 import pytest
 
+from attest_protocol.keylime_facts import DATA_PCR, expected_data_pcr
 from attest_protocol.pki import create_ca
 from attest_protocol.tpm2.constants import TpmAlg
 from tenant_lite.errors import AttestationError, ConfigError
-from tenant_lite.trust import (
-    DATA_PCR,
-    check_ek_certificate,
-    check_identity_quote,
-    ek_checks,
-    expected_data_pcr,
-)
+from tenant_lite.trust import check_ek_certificate, check_identity_quote, ek_checks
 from tests.registrar.support import software_identity
 from tests.unit.test_quote import ak_public, ec_key, make_quote
 
@@ -101,7 +96,7 @@ def test_ek_check_script_decides(tmp_path: Path) -> None:
 
 
 def identity_results(key: Any, *, nonce: str = NONCE, bound_to: str = PUBKEY) -> dict[str, str]:
-    pcr16 = expected_data_pcr(bound_to, "sha256")
+    pcr16 = expected_data_pcr(TpmAlg.SHA256, bound_to)
     quote = make_quote(key, TpmAlg.ECDSA, nonce=nonce.encode(), blob_values={DATA_PCR: pcr16})
     return {
         "quote": quote.encode(),
@@ -155,4 +150,4 @@ def test_data_pcr_value_is_keylimes_sim_extend() -> None:
     import hashlib
 
     inner = hashlib.sha256(PUBKEY.encode()).digest()
-    assert expected_data_pcr(PUBKEY, "sha256") == hashlib.sha256(bytes(32) + inner).digest()
+    assert expected_data_pcr(TpmAlg.SHA256, PUBKEY) == hashlib.sha256(bytes(32) + inner).digest()

@@ -1,4 +1,4 @@
-"""attest_protocol.cli's service scaffolding: config errors, start-up failures, exit codes."""
+"""service_kit.cli's service scaffolding: config errors, start-up failures, exit codes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Callable, Optional
 
 import pytest
 
-from attest_protocol.cli import (
+from attest_protocol.cli import base_parser
+from service_kit.cli import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_START_FAILED,
     add_config_arguments,
-    base_parser,
     service_main,
     single_error,
 )

@@ -16,30 +16,29 @@ import datetime
 import hashlib
 import hmac
 import json
-import socket
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
 import trio
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from attest_protocol.envelope import Envelope
 from attest_protocol.tpm2.pcr import parse_mask
 from edge_agent.keys.mtls import build_certificate
 from edge_agent.tpm.protocol import Tpm
+from service_kit.listen import bind, mtls_config, serve_app
+from service_kit.web import respond
 from tests.cv_ca import TlsFiles
 from tests.verifier.support import LOOPBACK
 
 AGENT_VERSIONS = ("2.1", "2.2")
+FAKE_AGENT_BACKLOG = 16  # a handful of verifier connections at most
 # A forgery: (the honest ``results`` of quotes/integrity, the request's query) -> what to send.
 Forgery = Callable[[dict[str, Any], dict[str, str]], Awaitable[dict[str, Any]]]
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303 - Keylime
@@ -130,8 +129,7 @@ class FakeAgent:
         state = self.state
 
         def envelope(code: int, status: str, results: Optional[dict[str, Any]] = None) -> Response:
-            body = {"code": code, "status": status, "results": results or {}}
-            return Response(json.dumps(body), status=code, content_type="application/json")
+            return respond(Envelope(code, status, results or {}))
 
         @app.before_request
         async def outage() -> Optional[Response]:
@@ -212,29 +210,12 @@ class FakeAgent:
         """Serve on a free loopback port, trusting client certificates of ``tls``'s CA."""
         (workdir / "agent-cert.pem").write_text(self.cert_pem)
         (workdir / "agent-key.pem").write_bytes(self.key_pem)
-        hc = HypercornConfig()
-        hc.certfile = str(workdir / "agent-cert.pem")
-        hc.keyfile = str(workdir / "agent-key.pem")
-        hc.ca_certs = str(tls.ca_cert)
-        hc.verify_mode = ssl.CERT_REQUIRED
-        hc.alpn_protocols = ["http/1.1"]
-        hc.accesslog = None
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, 0))
-        sock.listen(16)
-        sock.setblocking(False)
+        hc = mtls_config(workdir / "agent-cert.pem", workdir / "agent-key.pem", tls.ca_cert)
+        sock = bind(LOOPBACK, 0, FAKE_AGENT_BACKLOG)
         self.port = sock.getsockname()[1]
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    lambda task_status: worker_serve(
-                        wrap_app(self.app(), hc.wsgi_max_body_size, "asgi"),
-                        hc,
-                        sockets=Sockets([sock], [], []),
-                        task_status=task_status,
-                    )
-                )
+                await nursery.start(partial(serve_app, self.app(), hc, tls=(sock,)))
                 task_status.started(self.port)
         finally:
             sock.close()

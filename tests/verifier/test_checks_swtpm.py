@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from attest_protocol.errors import ParseError
+from attest_protocol.keylime_facts import extend_from_zero
 from attest_protocol.tpm2.constants import TpmAlg
 from edge_agent.tpm.pytss_backend import PytssTpm
 from tests.registrar.support import ak_public
@@ -22,7 +23,6 @@ from verifier_lite.checks import (
     CheckInput,
     Evidence,
     check_evidence,
-    extend_from_zero,
     parse_evidence,
 )
 from verifier_lite.tpm_policy import parse_tpm_policy, quote_mask
@@ -45,6 +45,7 @@ def pem(key: rsa.RSAPrivateKey) -> str:
 class Quoted:
     evidence: Evidence
     check: CheckInput
+    tpm: PytssTpm
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ async def quoted(swtpm: Swtpm, tmp_path: Path) -> AsyncIterator[Quoted]:
             ima_state=None,
             boottime=1,
         )
-        yield Quoted(evidence, check)
+        yield Quoted(evidence, check, tpm)
     finally:
         await tpm.aclose()
 
@@ -121,6 +122,23 @@ async def test_pcr16_must_bind_the_key(quoted: Quoted) -> None:
         json.loads(failures[0].context)["expected"]
         == extend_from_zero(TpmAlg.SHA256, other.encode()).hex()
     )
+
+
+async def test_an_nk_that_cannot_take_v_is_bad_evidence(quoted: Quoted) -> None:
+    """PCR 16 binds the key, but V cannot be encrypted to an EC key: the agent's evidence
+    fails (irrecoverably), the verifier's polling task does not."""
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+    await quoted.tpm.bind_data_pcr(ec_pem.encode("ascii"))
+    quote = await quoted.tpm.quote(NONCE.encode(), MASK, quoted.evidence.hash_alg)
+    evidence = dataclasses.replace(quoted.evidence, quote=quote.encode(), pubkey=ec_pem)
+    failures = check_evidence(quoted.check, evidence).failures
+    assert [f.event_id for f in failures] == ["qoute_validation.invalid_pubkey"]
+    assert not failures[0].recoverable
 
 
 async def test_clock_going_back_fails(quoted: Quoted) -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from cryptography import x509
 
+from tests.fixtures.clean_stop import assert_clean_stop
 from verifier_lite.cli import main
 from verifier_lite.config import VerifierConfig, load_config
 from verifier_lite.errors import ConfigError
@@ -134,3 +135,4 @@ def test_service_process_generates_tls_serves_and_stops_on_sigterm(tmp_path: Pat
         finally:
             if process.poll() is None:
                 process.kill()
+    assert_clean_stop(log.read_text())

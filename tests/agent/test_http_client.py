@@ -8,7 +8,7 @@ from typing import Optional
 import pytest
 import trio
 
-from edge_agent.http11 import (
+from edge_agent.http_client import (
     HttpConnectionLost,
     HttpError,
     HttpProtocolError,

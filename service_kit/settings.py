@@ -1,0 +1,93 @@
+"""What both services' configurations share: the listener's defaults, reading the TOML file
+with its environment overrides, and the SQLite file a ``database_url`` names.
+
+Option names and files are Keylime's (``registrar.conf``/``verifier.conf``: ``server_cert``,
+``server_key``, ``trusted_client_ca`` relative to ``tls_dir``); attest_protocol/settings.py
+types and checks the values, each service's config.py declares its options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+from attest_protocol.settings import SQLITE_URL_FORMS, SettingsError, load_settings, sqlite_file
+
+# Keylime's file names inside tls_dir.
+DEFAULT_SERVER_CERT = "server-cert.crt"
+DEFAULT_SERVER_KEY = "server-private.pem"
+DEFAULT_TRUSTED_CLIENT_CA = "cacert.crt"
+# CVE-2023-38200: a client that opens TCP and never finishes the TLS handshake, or never
+# finishes a request, is dropped after these many seconds.
+DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5.0
+DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+DEFAULT_KEEP_ALIVE_SECONDS = 5.0
+# How long open requests may take to finish after SIGTERM (service_kit/listen.py).
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 2.0
+
+ConfigT = TypeVar("ConfigT")
+# A service's ConfigError(key, reason).
+ConfigErrorFactory = Callable[[str, str], Exception]
+
+
+def read_config(
+    cls: type[ConfigT],
+    path: Optional[Path],
+    environ: Mapping[str, str],
+    *,
+    env_prefix: str,
+    sections: tuple[str, ...],
+    config_error: ConfigErrorFactory,
+    list_options: tuple[str, ...] = (),
+) -> ConfigT:
+    """Read ``path`` (TOML; absent means all defaults), then apply the environment; every
+    problem is ``config_error(key, reason)`` naming the option (or the file)."""
+    try:
+        text = None if path is None else path.read_text(encoding="utf-8")
+        return load_settings(
+            cls, text, str(path), environ, env_prefix, sections=sections, list_options=list_options
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise config_error(str(path), f"cannot be read as TOML: {exc}") from exc
+    except SettingsError as exc:
+        raise config_error(exc.key, exc.detail) from exc
+
+
+def sqlite_path(
+    database_url: str, data_dir: str, default_file: str, config_error: ConfigErrorFactory
+) -> Path:
+    """The database file named by ``database_url`` (SQLite's forms only)."""
+    path = sqlite_file(database_url, data_dir, default_file)
+    if path is None:
+        raise config_error("database_url", SQLITE_URL_FORMS)
+    return path
+
+
+class TlsFilesMixin:
+    """``server_cert``, ``server_key`` and ``trusted_client_ca`` resolved against the
+    service's ``tls_path`` (an absolute path wins), as Keylime resolves them against its
+    ``tls_dir``.  Mixed into each service's frozen config dataclass."""
+
+    server_cert: str
+    server_key: str
+    trusted_client_ca: str
+
+    @property
+    def tls_path(self) -> Path:
+        raise NotImplementedError
+
+    def tls_file(self, value: str) -> Path:
+        return Path(value) if Path(value).is_absolute() else self.tls_path / value
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.tls_file(self.server_cert)
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.tls_file(self.server_key)
+
+    @property
+    def trusted_client_ca_path(self) -> Path:
+        return self.tls_file(self.trusted_client_ca)
