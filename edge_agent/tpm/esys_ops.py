@@ -20,8 +20,10 @@ from tpm2_pytss import (
     TPM2_PT_VENDOR,
     TPM2_SE,
     TPM2B_DATA,
+    TPM2B_DIGEST,
     TPM2B_ENCRYPTED_SECRET,
     TPM2B_ID_OBJECT,
+    TPM2B_NONCE,
     TPM2B_PRIVATE,
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
@@ -149,6 +151,11 @@ def tpm_handle(esys: Any, handle: Any) -> int:
         return int(esys.tr_get_tpm_handle(handle))
 
 
+# PolicySecret's expiration: 0 asks for no time limit and no ticket (TPM 2.0 Part 3, §23.4), as
+# tss-esapi's policy_secret with expiration None (rust-keylime's EK session).
+POLICY_SECRET_NO_EXPIRATION = 0
+
+
 @contextlib.contextmanager
 def ek_policy_session(esys: Any) -> Iterator[Any]:
     """A policy session satisfying the EK's authPolicy: PolicySecret(TPM_RH_ENDORSEMENT).
@@ -164,7 +171,12 @@ def ek_policy_session(esys: Any) -> Iterator[Any]:
         )  # fmt: skip
     try:
         with tss("authorising the EK with PolicySecret(endorsement)"):
-            esys.policy_secret(ESYS_TR.ENDORSEMENT, session)
+            # Every argument explicit: tpm2-pytss 2.1-2.3 (Debian 13, Ubuntu 24.04) give
+            # nonce_tpm, cp_hash_a, policy_ref and expiration no defaults; 3.0 does.
+            esys.policy_secret(
+                ESYS_TR.ENDORSEMENT, session, TPM2B_NONCE(), TPM2B_DIGEST(), TPM2B_NONCE(),
+                POLICY_SECRET_NO_EXPIRATION, session1=ESYS_TR.PASSWORD,
+            )  # fmt: skip
         yield session
     finally:
         with contextlib.suppress(TSS2_Exception):

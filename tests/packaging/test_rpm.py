@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.support import ALL_PACKAGES, package_file, run
+from tests.packaging.support import ALL_PACKAGES, PACKAGING, package_file, require_tools, run
 
 pytestmark = pytest.mark.packaging
 
@@ -84,3 +84,35 @@ def test_agent_is_the_one_keylime_agent(rpm_dir: Path) -> None:
     assert any(line.startswith("keylime-agent = ") for line in provides)
     conflicts = set(run(["rpm", "-qp", "--conflicts", rpm]).stdout.split("\n"))
     assert {"keylime-agent", "keylime-agent-rust", "keylime-agent-rust-common"} <= conflicts
+
+
+# What each package imports, under Fedora's names (python3-X for PyPI's X, as on Debian).
+REQUIRES = {
+    "limelet-agent": {"python3-trio", "python3-h11", "python3-tpm2-pytss"},
+    "limelet-registrar": {"python3-trio", "python3-quart-trio", "python3-hypercorn"},
+    "limelet-verifier": {
+        "python3-trio",
+        "python3-quart-trio",
+        "python3-hypercorn",
+        "python3-httpx",
+    },
+    "limelet-tenant": {"python3-httpx"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRES))
+def test_requires_name_every_import(rpm_dir: Path, name: str) -> None:
+    lines = run(["rpm", "-qp", "--requires", package_file(rpm_dir, name, ".rpm")]).stdout
+    required = {line.split()[0] for line in lines.splitlines() if line.strip()}
+    assert REQUIRES[name] <= required, REQUIRES[name] - required
+    assert "python3-limelet" in required
+
+
+def test_rpmlint_reports_no_errors(rpm_dir: Path) -> None:
+    require_tools("rpmlint")
+    rpms = sorted(rpm_dir.glob("*.rpm"))
+    rc = PACKAGING / "rpm" / "limelet.rpmlintrc"
+    result = run(["rpmlint", "-r", rc, *rpms], check=False)
+    errors = [line for line in result.stdout.splitlines() if ": E: " in line]
+    assert errors == []
+    assert f"{len(rpms)} packages and 0 specfiles checked; 0 errors" in result.stdout
