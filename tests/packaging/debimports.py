@@ -36,6 +36,7 @@ OPTIONAL = {"psycopg": "python3-psycopg"}
 # limelet's own top-level packages and the binary package that ships each.
 OWN = {
     "attest_protocol": "python3-limelet",
+    "service_kit": "python3-limelet-service",
     "edge_agent": "limelet-agent",
     "registrar_lite": "limelet-registrar",
     "verifier_lite": "limelet-verifier",

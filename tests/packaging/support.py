@@ -30,6 +30,7 @@ COMMAND_TIMEOUT_SECONDS = 600
 AGENT_DEBS = ("python3-limelet", "limelet-agent")
 ALL_PACKAGES = (
     "python3-limelet",
+    "python3-limelet-service",
     "limelet-agent",
     "limelet-registrar",
     "limelet-verifier",
