@@ -24,6 +24,8 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
 
 __all__ = [
     "RUST_AGENT_DIR",
+    "SHIPPED_CONF",
+    "TEMPLATE_CONF",
     "RustAgent",
     "flush_transient",
     "require_rust_agent",
@@ -34,7 +36,9 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUST_AGENT_DIR = REPO_ROOT.parent / "shared" / "peers" / "rust-keylime-0.2.9"
-SHIPPED_CONF = RUST_AGENT_DIR / "keylime-agent.conf"
+CONFS = Path(__file__).resolve().parent / "confs"
+SHIPPED_CONF = CONFS / "rust-keylime-0.2.9.conf"  # see confs/PROVENANCE.md
+TEMPLATE_CONF = CONFS / "keylime-7.14.3-template.conf"
 START_DEADLINE_SECONDS = 60.0
 STOP_DEADLINE_SECONDS = 15.0
 POLL_SECONDS = 0.1
@@ -52,9 +56,11 @@ def require_rust_agent() -> Path:
     pytest.skip(reason)
 
 
-def rust_conf(keylime_dir: Path, *, uuid: str, port: int, registrar_port: int) -> str:
-    """rust-keylime's shipped agent.conf with only the machine-specific values changed."""
-    text = SHIPPED_CONF.read_text()
+def rust_conf(
+    keylime_dir: Path, *, uuid: str, port: int, registrar_port: int, source: Path = SHIPPED_CONF
+) -> str:
+    """An agent.conf (rust-keylime's shipped one) with only machine-specific values changed."""
+    text = source.read_text()
     for old, new in (
         ('keylime_dir = "/var/lib/keylime"', f'keylime_dir = "{keylime_dir}"'),
         ('run_as = "keylime:tss"', 'run_as = ""'),
@@ -65,7 +71,11 @@ def rust_conf(keylime_dir: Path, *, uuid: str, port: int, registrar_port: int) -
     ):
         assert old in text, f"shipped conf changed: {old!r} not found"
         text = text.replace(old, new)
-    return text
+    # The actions directory must exist when revocation notifications are on (the template's
+    # default); the packaged one is not installed here.
+    actions = keylime_dir / "actions"
+    actions.mkdir(exist_ok=True)
+    return text.replace('"/usr/libexec/keylime"', f'"{actions}"')
 
 
 def wait_until(condition: object, what: str, deadline: float = START_DEADLINE_SECONDS) -> None:
