@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge_agent.tpm.errors import TpmConfigError
+from edge_agent.tpm.owner_auth import parse_owner_password
 
 __all__ = [
     "DEFAULT_TCTI",
@@ -88,6 +89,8 @@ class TpmConfig:
     data_dir: Path = field(default=DEFAULT_DATA_DIR)
     # agent.conf ``agent_data_path`` resolved against data_dir; None means the default file.
     agent_data_path: Optional[Path] = None
+    # agent.conf ``tpm_ownerpassword`` as bytes (edge_agent.tpm.owner_auth); never printed.
+    endorsement_auth: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         encryption = _ENCRYPTION_ALGS.get(self.encryption_alg)
@@ -122,6 +125,7 @@ class TpmConfig:
         tpm_signing_alg: str = DEFAULT_SIGNING_ALG,
         data_dir: Path = DEFAULT_DATA_DIR,
         agent_data_path: Optional[Path] = None,
+        tpm_ownerpassword: str = "",
         environ: Mapping[str, str] = os.environ,
     ) -> TpmConfig:
         """Build from agent.conf strings, applying the ``TCTI`` environment variable."""
@@ -133,6 +137,7 @@ class TpmConfig:
             signing_alg=tpm_signing_alg,
             data_dir=data_dir,
             agent_data_path=agent_data_path,
+            endorsement_auth=parse_owner_password(tpm_ownerpassword),
         )
 
     @property

@@ -19,7 +19,7 @@ from attest_protocol.quote import KeylimeQuote, encode_pcr_blob
 from attest_protocol.tpm2.constants import TpmAlg, alg_for_hash_name, keylime_name
 from attest_protocol.tpm2.pcr import PcrSelection
 from attest_protocol.tpm2.public import parse_tpm2b_public
-from edge_agent.tpm import agent_data, ak_store, esys_ops, templates
+from edge_agent.tpm import agent_data, ak_store, esys_ops, owner_auth, templates
 from edge_agent.tpm.ak_store import StoredAk
 from edge_agent.tpm.config import TpmConfig
 from edge_agent.tpm.errors import (
@@ -70,6 +70,7 @@ class EsysTpm:
         self._esys = esys
         self._config = config
         self._race_hook = quote_race_hook
+        owner_auth.apply_endorsement_auth(esys, config.endorsement_auth)
         self._nv_chunk = esys_ops.nv_buffer_max(esys)
         self._ek: Optional[_Loaded] = None
         self._ek_transient = False

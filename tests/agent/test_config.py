@@ -247,13 +247,13 @@ def test_one_warning_per_unimplemented_option_set_to_a_non_default(
     write(paths.snippets / "a.conf", "enable_iak_idevid = true\n")
     environ = {
         "KEYLIME_AGENT_ENABLE_IAK_IDEVID": "true",
-        "KEYLIME_AGENT_TPM_OWNERPASSWORD": "s3cret",
+        "KEYLIME_AGENT_IAK_PASSWORD": "s3cret",
     }
     with caplog.at_level(logging.WARNING):
         load_config(environ=environ, paths=paths)
     warned = not_implemented_warnings(caplog)
     # run_as is implemented: setting it warns of nothing.
-    assert sorted(w.split()[1] for w in warned) == ["enable_iak_idevid", "tpm_ownerpassword"]
+    assert sorted(w.split()[1] for w in warned) == ["enable_iak_idevid", "iak_password"]
     assert not any("s3cret" in w for w in warned)
     # port was set, but to its default: no warning.
 
