@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trio
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,11 +107,22 @@ class RustAgent:
 
         wait_until(seen, f"rust-keylime to log {text!r}")
 
+    async def wait_for_log_async(self, text: str) -> None:
+        """:meth:`wait_for_log` for trio tests whose registrar runs in the same event loop."""
+        end = time.monotonic() + START_DEADLINE_SECONDS
+        while text not in self.log():
+            if self.process.poll() is not None:
+                pytest.fail(f"rust-keylime exited ({self.process.returncode}):\n{self.log()}")
+            if time.monotonic() > end:
+                pytest.fail(f"rust-keylime did not log {text!r}:\n{self.log()}")
+            await trio.sleep(POLL_SECONDS)
+
 
 @contextmanager
 def running_rust_agent(conf: Path, tcti: str, workdir: Path) -> Iterator[RustAgent]:
     """Start the rust agent with ``conf`` on ``tcti``; stop it and flush its TPM objects after."""
     env = dict(os.environ, TCTI=tcti, KEYLIME_AGENT_CONFIG=str(conf), RUST_LOG="info")
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "rust-agent.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
