@@ -68,7 +68,7 @@ from bench.footprint_support import (
     openssl_server,
     started,
 )
-from bench.rust_footprint import RUST_TARGET_RATIOS, against_rust, rust_spec
+from bench.rust_footprint import RUST_TARGET_RATIOS, against_rust, measure_rust
 from tools import keylime_agent66
 from tools.demo_registration import LOOPBACK, _free_port, running, write_pki, write_registrar_config
 from tools.procfs import peak_rss_mb
@@ -153,7 +153,7 @@ def measure(
             args = (work, template, registrar, verifier, seconds, starts)
             results = {key: _limelet(key, ek, env, *args) for key, ek, env in LIMELET_RUNS}
             if with_rust:
-                results["rust_keylime_0.2.9_agent"] = _rust(*args)
+                results["rust_keylime_0.2.9_agent"] = measure_rust(*args, measure_agent)
             else:
                 results["rust_keylime_0.2.9_agent"] = {"not measured": "--skip-rust"}
             if with_keylime66:
@@ -241,19 +241,6 @@ def _keylime66(
         try:
             keylime_agent66.ensure()
             spec = keylime66_spec(agent_dir, tpm.tcti, registrar, verifier)
-            return {"ek_handle": "generate", **measure_agent(spec, verifier, seconds, starts)}
-        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-            return {"not measured": f"{type(exc).__name__}: {str(exc)[-500:]}"}
-
-
-def _rust(
-    work: Path, template: SwtpmState, registrar: Registrar, verifier: Verifier, seconds: int,
-    starts: int,
-) -> dict[str, Any]:  # fmt: skip
-    agent_dir = work / "rust-keylime"
-    with Swtpm(template, work / "tpm-rust-keylime") as tpm:
-        try:
-            spec = rust_spec(agent_dir, tpm.tcti, registrar, verifier)
             return {"ek_handle": "generate", **measure_agent(spec, verifier, seconds, starts)}
         except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
             return {"not measured": f"{type(exc).__name__}: {str(exc)[-500:]}"}

@@ -16,13 +16,17 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 from bench.footprint_support import AgentSpec, Registrar, Verifier
 from tools.demo_registration import _free_port
+from tools.swtpm import Swtpm, SwtpmState
 
-__all__ = ["RUST_AGENT_DIR", "RUST_TARGET_RATIOS", "against_rust", "rust_spec"]
+__all__ = ["RUST_AGENT_DIR", "RUST_TARGET_RATIOS", "against_rust", "measure_rust", "rust_spec"]
+
+Measure = Callable[[AgentSpec, Verifier, int, int], dict[str, Any]]
 
 # ../shared/peers beside the repository, as tests/rust_keylime/support.py finds it.
 RUST_AGENT_DIR = Path(__file__).resolve().parents[2] / "shared" / "peers" / "rust-keylime-0.2.9"
@@ -77,6 +81,19 @@ def rust_spec(work: Path, tcti: str, registrar: Registrar, verifier: Verifier) -
         "rust-keylime-0.2.9", argv, env, data, port, data / "server-cert.crt",
         functools.partial(_flush, tcti),
     )  # fmt: skip
+
+
+def measure_rust(
+    work: Path, template: SwtpmState, registrar: Registrar, verifier: Verifier, seconds: int,
+    starts: int, measure: Measure,
+) -> dict[str, Any]:  # fmt: skip
+    """rust-keylime's figures (``measure`` is bench.agent_footprint.measure_agent), or why not."""
+    with Swtpm(template, work / "tpm-rust-keylime") as tpm:
+        try:
+            spec = rust_spec(work / "rust-keylime", tpm.tcti, registrar, verifier)
+            return {"ek_handle": "generate", **measure(spec, verifier, seconds, starts)}
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+            return {"not measured": f"{type(exc).__name__}: {str(exc)[-500:]}"}
 
 
 def against_rust(results: dict[str, Any], limelet_runs: list[str]) -> dict[str, Any]:
