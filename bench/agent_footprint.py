@@ -1,6 +1,10 @@
-"""How heavy is limelet-agent, next to Keylime 6.6.0's Python agent?
+"""How heavy is limelet-agent, next to rust-keylime 0.2.9 and Keylime 6.6.0's Python agent?
 
-``python -m bench.agent_footprint [--seconds 60] [--starts 15] [--skip-keylime66] [--keep]``
+``python -m bench.agent_footprint [--seconds 60] [--starts 15] [--skip-keylime66]
+[--skip-rust] [--keep]``
+
+rust-keylime 0.2.9 (the reference agent most fleets run; ../shared/peers) is measured in the
+same run the same way (bench.rust_footprint), with limelet's ratios to it.
 
 Each agent runs as the program a device runs, on its own swtpm (TCP TCTI), registering with
 one ``limelet-registrar`` subprocess; the verifier's side is a test CA whose client
@@ -64,6 +68,7 @@ from bench.footprint_support import (
     openssl_server,
     started,
 )
+from bench.rust_footprint import RUST_TARGET_RATIOS, against_rust, measure_rust
 from tools import keylime_agent66
 from tools.demo_registration import LOOPBACK, _free_port, running, write_pki, write_registrar_config
 from tools.procfs import peak_rss_mb
@@ -126,7 +131,9 @@ def measure_agent(spec: AgentSpec, verifier: Verifier, seconds: int, starts: int
     }
 
 
-def measure(seconds: int, starts: int, with_keylime66: bool, keep: bool) -> dict[str, Any]:
+def measure(
+    seconds: int, starts: int, with_keylime66: bool, keep: bool, with_rust: bool = True
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="limelet-bench-agent-") as tmp:
         work = Path(tempfile.mkdtemp(prefix="limelet-bench-agent-")) if keep else Path(tmp)
         print(f"working in {work}", file=sys.stderr)
@@ -145,6 +152,10 @@ def measure(seconds: int, starts: int, with_keylime66: bool, keep: bool) -> dict
             verifier = make_verifier(work)
             args = (work, template, registrar, verifier, seconds, starts)
             results = {key: _limelet(key, ek, env, *args) for key, ek, env in LIMELET_RUNS}
+            if with_rust:
+                results["rust_keylime_0.2.9_agent"] = measure_rust(*args, measure_agent)
+            else:
+                results["rust_keylime_0.2.9_agent"] = {"not measured": "--skip-rust"}
             if with_keylime66:
                 results["keylime_6.6.0_agent"] = _keylime66(*args)
             else:
@@ -270,10 +281,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=DEFAULT_SECONDS)
     parser.add_argument("--starts", type=int, default=DEFAULT_STARTS, help="measured starts")
     parser.add_argument("--skip-keylime66", action="store_true")
+    parser.add_argument("--skip-rust", action="store_true", help="do not measure rust-keylime")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and logs")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    results = measure(args.seconds, max(1, args.starts), not args.skip_keylime66, args.keep)
+    results = measure(
+        args.seconds, max(1, args.starts), not args.skip_keylime66, args.keep, not args.skip_rust
+    )
     report = {
         "benchmark": "agent_footprint",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -293,6 +307,8 @@ def main() -> None:
         },
         "relative_targets": RELATIVE_TARGETS,
         "limelet_against_keylime66": _relative(results),
+        "rust_keylime_target_ratios": RUST_TARGET_RATIOS,
+        "limelet_against_rust_keylime": against_rust(results, [k for k, _e, _v in LIMELET_RUNS]),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

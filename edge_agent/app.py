@@ -224,6 +224,7 @@ async def _prepare(config: AgentConfig, tpm: Tpm, connect: Optional[Connector]) 
         mtls_cert_pem=None if identity is None else identity.cert_pem,
         contact_ip=config.contact_ip,
         contact_port=config.contact_port,
+        ak_created=ak.created,
     )
     policy = BackoffPolicy(
         config.exponential_backoff_initial_delay,

@@ -4,7 +4,10 @@
                                   server drains for up to SHUTDOWN_GRACE_SECONDS, then
                                   whatever is left is cancelled
 ``limelet-agent --check-config``  print the effective configuration and exit 0, or the
-                                  error and exit 1 (secrets are shown only as "<set>")
+                                  error and exit 1 (secrets are shown only as "<set>");
+                                  keys the agent ignores are listed as comments
+``--strict``                      keys the agent does not use (see edge_agent.config.unknown)
+                                  are an error instead of a warning
 
 A configuration, TPM, key or registrar error at start-up is printed as one line and exits 1.
 
@@ -23,8 +26,9 @@ from collections.abc import Sequence
 from typing import Optional
 
 from attest_protocol.cli import base_parser
-from edge_agent.config import AgentConfig, ConfigError, config_files, load_config
+from edge_agent.config import AgentConfig, ConfigError, config_files, load_config_report
 from edge_agent.config.loader import DEFAULT_PATHS
+from edge_agent.config.unknown import IgnoredOption, report
 from edge_agent.exits import EXIT_FAILURE, EXIT_OK
 from edge_agent.tpm import TpmError
 from edge_agent.tpm.early import EarlyTpm
@@ -43,15 +47,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="print the effective configuration (no secrets) and exit",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on agent.conf keys the agent does not use instead of warning",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        config = load_config()
+        config, ignored = load_config_report()
+        report(ignored, strict=args.strict)
     except ConfigError as exc:
         print(f"limelet-agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if args.check_config:
-        print(render_config(config))
+        print(render_config(config, ignored))
         return EXIT_OK
     early = _early_tpm(config)
     try:
@@ -71,9 +81,10 @@ def _early_tpm(config: AgentConfig) -> Optional[EarlyTpm]:
     return EarlyTpm.start(tpm_config)
 
 
-def render_config(config: AgentConfig) -> str:
+def render_config(config: AgentConfig, ignored: Sequence[IgnoredOption] = ()) -> str:
     """The effective configuration as an agent.conf, with the files it came from."""
     lines = [f"# read: {path}" for path in config_files(DEFAULT_PATHS, os.environ)]
+    lines.extend(f"# ignored: {item.describe()}" for item in ignored)
     lines.append("[agent]")
     for name, value in config.display().items():
         text = str(value).lower() if isinstance(value, bool) else json.dumps(value)

@@ -94,14 +94,39 @@ class RegistrarUnavailable(RegistrarError):
 
 
 class RegistrationForbidden(RegistrarError):
-    def __init__(self, agent_id: str, status_text: str) -> None:
-        super().__init__(
-            f"the registrar refused agent id {agent_id!r} (403 Forbidden: {status_text}): "
-            "this id is already registered with another TPM. Delete the old registration "
-            "(keylime_tenant -c regdelete) or configure another uuid."
-        )
+    """403: the id is registered with another EK, EK certificate or AK.
+
+    Keylime's 403 names no field, but the agent knows whether it made a new AK at this start
+    (``ak_created``): then the AK is what changed, and the usual cause is a lost or unusable
+    AK file (e.g. after swapping agents) rather than another TPM.
+    """
+
+    def __init__(self, agent_id: str, status_text: str, ak_created: Optional[bool] = None) -> None:
+        head = f"the registrar refused agent id {agent_id!r} (403 Forbidden: {status_text}): "
+        regdelete = f"keylime_tenant -c regdelete -u {agent_id}"
+        if ak_created:
+            detail = (
+                "the AK changed: this start made a new AK because none could be reused from "
+                "agent_data_path (default keylime_dir/agent_data.json). Put back the "
+                "agent_data.json the previous agent wrote for this TPM, with the same "
+                "tpm_hash_alg and tpm_signing_alg, and restart; or, if a new AK is intended, "
+                f"delete the old registration ({regdelete}) and restart."
+            )
+        elif ak_created is False:
+            detail = (
+                "the EK or EK certificate changed (the AK was reloaded unchanged): this is "
+                "another TPM, or its endorsement hierarchy was reset. Delete the old "
+                f"registration ({regdelete}) or configure another uuid."
+            )
+        else:
+            detail = (
+                "this id is already registered with another TPM identity. Delete the old "
+                f"registration ({regdelete}) or configure another uuid."
+            )
+        super().__init__(head + detail)
         self.agent_id = agent_id
         self.status_text = status_text
+        self.ak_created = ak_created
 
 
 class RegistrationRejected(RegistrarError):
@@ -140,6 +165,8 @@ class Registration:
     mtls_cert_pem: Optional[str]
     contact_ip: str
     contact_port: int
+    # Not sent: whether the AK was made at this start, so a 403 can say what changed.
+    ak_created: Optional[bool] = None
 
     def to_json(self) -> dict[str, Any]:
         def b64(data: bytes) -> str:
@@ -216,7 +243,9 @@ class RegistrarClient:
         target = f"/v{version}/agents/{registration.agent_id}"
         answer = await self._call("POST", target, registration.to_json())
         if answer.code == HTTP_FORBIDDEN:
-            raise RegistrationForbidden(registration.agent_id, _short(answer.status))
+            raise RegistrationForbidden(
+                registration.agent_id, _short(answer.status), registration.ak_created
+            )
         if not answer.ok:
             raise RegistrationRejected("the registration", answer.code, _short(answer.status))
         blob = answer.results.get("blob")

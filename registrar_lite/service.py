@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 import os
 import secrets
 import string
@@ -43,6 +44,8 @@ from registrar_lite.validation import (
 # nameAlg's digest (32 bytes for SHA-256), the limit TPM2_MakeCredential sets.
 CHALLENGE_CHARS = 32
 _ALPHABET = string.ascii_letters + string.digits
+
+log = logging.getLogger(__name__)
 
 
 def new_challenge() -> bytes:
@@ -120,6 +123,12 @@ class Registrar:
         if old is not None:
             changed = changed_identity(old, _record(reg, ""))
             if changed:
+                # The 403's text is Keylime's and names no field; the operator reads it here.
+                log.warning(
+                    "Refused re-registration of agent %s: %s differ from the registered ones",
+                    reg.agent_id,
+                    ", ".join(changed),
+                )
                 raise IdentityChangedError(changed)
         ek = check_identity(reg, self._trust_store)
         challenge = self._challenge()

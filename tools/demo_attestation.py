@@ -89,7 +89,7 @@ def show_attesting(config: Path, en: Enrolment) -> None:
     say("14", "The verifier quotes the agent every second and checks each quote:")
     detail(f"state: {later['operational_state']}")
     detail(f"successful attestations: {first['attestation_count']} -> {later['attestation_count']}")
-    secure = en.workdir / "agent-data" / "secure" / "decrypted_payload"
+    secure = en.workdir / "agent-data" / "secure" / "unzipped" / "decrypted_payload"
     detail(f"the payload in the agent's secure directory reads: {secure.read_text().strip()!r}")
     detail(f"the agent's peak memory so far: {peak_rss_mb(en.agent.pid):.1f} MB resident")
 

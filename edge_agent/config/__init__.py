@@ -3,6 +3,7 @@
 ``model``     AgentConfig, the frozen option table (names, types, defaults, flags)
 ``defaults``  the built-in defaults and the system paths, as named constants
 ``loader``    load_config(): files, ``.d`` snippets, KEYLIME_AGENT_* variables
+``unknown``   keys the agent does not use: one warning each, an error with --strict
 ``values``    typing and checking option values
 ``agent_id``  the ``uuid`` option's modes (literal, generate, hash_ek, ...)
 ``errors``    the exception tree (ConfigError and below)
@@ -17,7 +18,13 @@ from edge_agent.config.errors import (
     OptionValueError,
     UnknownOptionError,
 )
-from edge_agent.config.loader import DEFAULT_PATHS, ConfigPaths, config_files, load_config
+from edge_agent.config.loader import (
+    DEFAULT_PATHS,
+    ConfigPaths,
+    config_files,
+    load_config,
+    load_config_report,
+)
 from edge_agent.config.model import AgentConfig, option_names
 from edge_agent.config.values import parse_api_versions
 
@@ -31,6 +38,7 @@ __all__ = [
     "UnknownOptionError",
     "config_files",
     "load_config",
+    "load_config_report",
     "option_names",
     "parse_api_versions",
     "resolve_agent_id",

@@ -70,6 +70,7 @@ DEFAULT_EXPONENTIAL_BACKOFF_MAX_DELAY_MS = 300_000
 DEFAULT_SERVER_KEY_FILE = "server-private.pem"
 DEFAULT_SERVER_CERT_FILE = "server-cert.crt"
 DEFAULT_PAYLOAD_KEY_FILE = "payload-private.pem"
+DEFAULT_AGENT_DATA_FILE = "agent_data.json"  # base.rs DEFAULT_AGENT_DATA_PATH
 # The verifier's CA, as Keylime lays out keylime_dir (base.rs DEFAULT_TRUSTED_CLIENT_CA).
 DEFAULT_TRUSTED_CLIENT_CA_FILE = "cv_ca/cacert.crt"
 

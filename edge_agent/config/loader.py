@@ -10,15 +10,15 @@ Layers, each overriding the one before:
 3. ``KEYLIME_AGENT_<OPTION>`` environment variables; then ``KEYLIME_DIR``, when set and not
    empty, replaces ``keylime_dir``.
 
-Unlike rust-keylime, which ignores keys it does not know, a key that is not an ``[agent]``
-option is an error naming it and the file: a misspelt option would otherwise silently keep
-its default.  The system paths are a ``ConfigPaths`` so tests can point them at a temp dir.
+rust-keylime ignores keys it does not know; limelet ignores them too, so any agent.conf
+rust-keylime starts with also starts limelet, but warns once per key with the closest known
+option (edge_agent.config.unknown), and ``strict=True`` makes them errors naming the key and
+the file.  The system paths are a ``ConfigPaths`` so tests can point them at a temp dir.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import os
 import sys
@@ -32,9 +32,9 @@ from edge_agent.config.agent_id import check_uuid_option
 from edge_agent.config.errors import (
     ConfigFileError,
     OptionValueError,
-    UnknownOptionError,
 )
 from edge_agent.config.model import AgentConfig, option_names, option_spec
+from edge_agent.config.unknown import IgnoredOption, closest_option, report
 from edge_agent.config.values import (
     OptionValue,
     check_host,
@@ -50,7 +50,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
-__all__ = ["DEFAULT_PATHS", "ConfigPaths", "config_files", "load_config"]
+__all__ = ["DEFAULT_PATHS", "ConfigPaths", "config_files", "load_config", "load_config_report"]
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +87,31 @@ def config_files(paths: ConfigPaths, environ: Mapping[str, str]) -> list[Path]:
 
 
 def load_config(
-    *, environ: Mapping[str, str] = os.environ, paths: ConfigPaths = DEFAULT_PATHS
+    *,
+    environ: Mapping[str, str] = os.environ,
+    paths: ConfigPaths = DEFAULT_PATHS,
+    strict: bool = False,
 ) -> AgentConfig:
-    """The effective configuration; raises a ConfigError subclass naming what is wrong."""
+    """The effective configuration; raises a ConfigError subclass naming what is wrong.
+
+    Keys the agent does not use are logged once each, or with ``strict`` are an error.
+    """
+    config, ignored = load_config_report(environ=environ, paths=paths)
+    report(ignored, strict=strict)
+    return config
+
+
+def load_config_report(
+    *, environ: Mapping[str, str] = os.environ, paths: ConfigPaths = DEFAULT_PATHS
+) -> tuple[AgentConfig, tuple[IgnoredOption, ...]]:
+    """The effective configuration and the keys it ignored (nothing logged about those)."""
     values: dict[str, OptionValue] = {}
     origin: dict[str, str] = {}
+    ignored: list[IgnoredOption] = []
     for path in config_files(paths, environ):
-        for name, value in _read_file(path).items():
+        for name, value in _read_file(path, ignored).items():
             values[name], origin[name] = value, str(path)
-    for name, (value, variable) in _read_environment(environ).items():
+    for name, (value, variable) in _read_environment(environ, ignored).items():
         values[name], origin[name] = value, variable
     keylime_dir = environ.get(d.KEYLIME_DIR_ENV_VAR, "")
     if keylime_dir:
@@ -103,10 +119,10 @@ def load_config(
     config = AgentConfig(**values)  # type: ignore[arg-type]
     _validate(config, origin)
     _warn_not_implemented(config)
-    return config
+    return config, tuple(ignored)
 
 
-def _read_file(path: Path) -> dict[str, OptionValue]:
+def _read_file(path: Path, ignored: list[IgnoredOption]) -> dict[str, OptionValue]:
     try:
         with path.open("rb") as stream:
             raw = stream.read(d.MAX_CONFIG_FILE_BYTES + 1)
@@ -119,30 +135,41 @@ def _read_file(path: Path) -> dict[str, OptionValue]:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigFileError(str(path), f"not valid TOML: {exc}") from exc
     for table in doc:
-        if table != d.AGENT_TABLE:
-            raise UnknownOptionError(table, str(path), d.AGENT_TABLE)
+        if table != d.AGENT_TABLE:  # rust-keylime reads only [agent] and ignores the rest
+            ignored.append(IgnoredOption(f"[{table}]", str(path), f"[{d.AGENT_TABLE}]", False))
     agent = doc.get(d.AGENT_TABLE, {})
     if not isinstance(agent, dict):
         raise ConfigFileError(str(path), f"{d.AGENT_TABLE!r} is not a table")
-    return {name: _coerced(name, raw, str(path)) for name, raw in agent.items()}
+    found: dict[str, OptionValue] = {}
+    for name, raw in agent.items():
+        if _known(name, str(path), ignored):
+            found[name] = _coerced(name, raw, str(path))
+    return found
 
 
-def _read_environment(environ: Mapping[str, str]) -> dict[str, tuple[OptionValue, str]]:
+def _read_environment(
+    environ: Mapping[str, str], ignored: list[IgnoredOption]
+) -> dict[str, tuple[OptionValue, str]]:
     found: dict[str, tuple[OptionValue, str]] = {}
     for variable, text in environ.items():
         if not variable.startswith(d.ENV_PREFIX) or variable == d.CONFIG_OVERRIDE_ENV_VAR:
             continue
         name = variable[len(d.ENV_PREFIX) :].lower()
-        found[name] = (_coerced(name, text, variable), variable)
+        if _known(name, variable, ignored):
+            found[name] = (_coerced(name, text, variable), variable)
     return found
 
 
+def _known(name: str, source: str, ignored: list[IgnoredOption]) -> bool:
+    """True for an ``[agent]`` option; otherwise records ``name`` as ignored."""
+    if name in option_names():
+        return True
+    ignored.append(dataclasses.replace(closest_option(name, option_names()), source=source))
+    return False
+
+
 def _coerced(name: str, raw: Any, source: str) -> OptionValue:
-    try:
-        spec = option_spec(name)
-    except KeyError:
-        close = difflib.get_close_matches(name, option_names(), n=1)
-        raise UnknownOptionError(name, source, close[0] if close else "") from None
+    spec = option_spec(name)
     return coerce(name, str(spec.type), raw, source, bool(spec.metadata.get("secret")))
 
 

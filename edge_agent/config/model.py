@@ -92,9 +92,9 @@ class AgentConfig:
     iak_handle: str = field(default="", metadata=_NOT_YET)
     iak_cert: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
     idevid_cert: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
-    tpm_ownerpassword: str = field(default="", metadata=_SECRET_NOT_YET)
+    tpm_ownerpassword: str = field(default="", metadata=_SECRET)
     run_as: str = d.DEFAULT_RUN_AS
-    agent_data_path: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
+    agent_data_path: str = d.DEFAULT_KEYWORD
     ima_ml_path: str = d.DEFAULT_KEYWORD
     measuredboot_ml_path: str = d.DEFAULT_KEYWORD
     attestation_interval_seconds: int = field(
@@ -164,6 +164,8 @@ class AgentConfig:
             tpm_hash_alg=self.tpm_hash_alg,
             tpm_signing_alg=self.tpm_signing_alg,
             data_dir=self.data_dir,
+            agent_data_path=self._in_data_dir(self.agent_data_path, d.DEFAULT_AGENT_DATA_FILE),
+            tpm_ownerpassword=self.tpm_ownerpassword,
         )
 
     def display(self) -> dict[str, object]:

@@ -1,15 +1,18 @@
 """Put a delivered payload in place: K and the decrypted payload, then the optional unzip.
 
-Layout inside the secure directory (``<keylime_dir>/secure``)::
+Layout inside the secure directory (``<keylime_dir>/secure``), as rust-keylime 0.2.9 lays it
+out (keylime-agent/src/payloads.rs ``setup_unzipped``, ``optional_unzip_payload``)::
 
-    <enc_keyname>        K, raw 32 bytes, 0600          (default "derived_tci_key")
-    <dec_payload_file>   the decrypted payload, 0600    (default "decrypted_payload")
-    unzipped/            the payload's zip, extracted safely (extract_payload_zip = true)
+    unzipped/                          the payload script's working directory
+        <enc_keyname>        K, raw 32 bytes, 0600          (default "derived_tci_key")
+        <dec_payload_file>   the decrypted payload, 0600    (default "decrypted_payload")
+        ...                  the payload's zip, extracted safely (extract_payload_zip = true)
 
-Keylime's Python agent wrote the two files at the top of the secure directory and unzipped
-into ``unzipped/``, which is what Keylime's payload scripts expect; rust-keylime
-(keylime-agent/src/payloads.rs) writes them inside ``unzipped/`` as well.  Like rust-keylime,
-K is written raw and an old ``unzipped/`` is cleared when a new payload arrives.
+So a payload script written for rust-keylime finds ``./decrypted_payload`` and
+``./derived_tci_key`` unchanged when the device runs limelet.  Like rust-keylime, K is written
+raw and an old ``unzipped/`` is cleared when a new payload arrives.  The two files are written
+after the extraction (which swaps in a whole new ``unzipped/``), so an archive entry of the
+same name never replaces them; a refused archive still leaves them in ``unzipped/``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ import trio
 from edge_agent.keys.errors import KeyFileError
 from edge_agent.keys.files import write_private_file
 from edge_agent.payload.archive import UNZIPPED_DIR_NAME, extract_payload_zip
-from edge_agent.payload.errors import PayloadFileError
+from edge_agent.payload.errors import PayloadArchiveError, PayloadFileError
 
 __all__ = ["DeployedPayload", "deploy_payload", "deploy_payload_sync", "write_payload_files"]
 
 log = logging.getLogger(__name__)
+
+# unzipped/ when no zip was extracted: private to the agent's user, like the secure dir.
+UNZIPPED_DIR_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,25 @@ def deploy_payload_sync(
     extract_zip: bool,
 ) -> DeployedPayload:
     """Blocking form of :func:`deploy_payload`."""
-    shutil.rmtree(secure_dir / UNZIPPED_DIR_NAME, ignore_errors=True)
-    payload_path, key_path = write_payload_files(
-        secure_dir, payload, k, dec_payload_file=dec_payload_file, enc_keyname=enc_keyname
-    )
-    unzipped = extract_payload_zip(secure_dir, payload) if extract_zip else None
+    target = secure_dir / UNZIPPED_DIR_NAME
+    for name, option in ((dec_payload_file, "dec_payload_file"), (enc_keyname, "enc_keyname")):
+        _plain_child(target, name, option)  # refuse a bad name before anything is touched
+    shutil.rmtree(target, ignore_errors=True)
+
+    def place_files() -> tuple[Path, Path]:
+        target.mkdir(mode=UNZIPPED_DIR_MODE, exist_ok=True)
+        return write_payload_files(
+            target, payload, k, dec_payload_file=dec_payload_file, enc_keyname=enc_keyname
+        )
+
+    try:
+        unzipped = extract_payload_zip(secure_dir, payload) if extract_zip else None
+    except PayloadArchiveError:
+        place_files()
+        raise
     if unzipped is not None:
         log.info("extracted the payload to %s", unzipped)
+    payload_path, key_path = place_files()
     return DeployedPayload(payload_path, key_path, unzipped)
 
 
@@ -87,8 +105,8 @@ async def deploy_payload(
 ) -> DeployedPayload:
     """Write K and the decrypted payload, and unzip it when ``extract_zip``, in a thread.
 
-    Raises PayloadFileError or PayloadArchiveError; on a refused archive K and the payload
-    file are written but no ``unzipped/`` exists.
+    Raises PayloadFileError or PayloadArchiveError; on a refused archive ``unzipped/`` holds
+    only K and the payload file.
     """
     return await trio.to_thread.run_sync(
         lambda: deploy_payload_sync(

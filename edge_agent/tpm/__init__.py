@@ -4,7 +4,9 @@
 ``config``         TpmConfig: TCTI, EK handle, algorithms, data dir (rust-keylime's options)
 ``errors``         the exception tree (TpmError and below)
 ``templates``      EK (TCG EK Credential Profile) and AK templates, EK certificate NV indexes
-``ak_store``       the AK persisted between runs (atomic JSON file, mode 0600)
+``agent_data``     the AK persisted between runs, in rust-keylime's agent_data.json format
+``ak_store``       the AK file of earlier limelet releases, read once and carried over
+``owner_auth``     tpm_ownerpassword: the endorsement hierarchy's authorization value
 ``esys_ops``       blocking ESAPI commands, bytes in and out
 ``rc``             which TSS2 return codes are transient, which reject a stored blob
 ``pytss_sync``     EsysTpm: the operations over one ESAPI context (blocking)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge_agent.tpm.errors import TpmConfigError
+from edge_agent.tpm.owner_auth import parse_owner_password
 
 __all__ = [
     "DEFAULT_TCTI",
@@ -30,7 +31,10 @@ DEFAULT_ENCRYPTION_ALG = "rsa"
 DEFAULT_HASH_ALG = "sha256"
 DEFAULT_SIGNING_ALG = "rsassa"
 DEFAULT_DATA_DIR = Path("/var/lib/keylime")
-AK_FILE_NAME = "limelet_ak.json"
+# The AK file: rust-keylime's agent_data.json (edge_agent.tpm.agent_data), and the one an
+# earlier limelet release wrote, read once and carried over.
+AK_FILE_NAME = "agent_data.json"
+LEGACY_AK_FILE_NAME = "limelet_ak.json"
 # TCTIs that talk to a TPM emulator: the agent warns loudly when it uses one (rule 6).
 SOFTWARE_TCTIS = frozenset({"swtpm", "mssim"})
 # ek_handle values that mean "create the EK from the default template" (config/base.rs).
@@ -83,6 +87,10 @@ class TpmConfig:
     hash_alg: str = DEFAULT_HASH_ALG
     signing_alg: str = DEFAULT_SIGNING_ALG
     data_dir: Path = field(default=DEFAULT_DATA_DIR)
+    # agent.conf ``agent_data_path`` resolved against data_dir; None means the default file.
+    agent_data_path: Optional[Path] = None
+    # agent.conf ``tpm_ownerpassword`` as bytes (edge_agent.tpm.owner_auth); never printed.
+    endorsement_auth: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         encryption = _ENCRYPTION_ALGS.get(self.encryption_alg)
@@ -116,6 +124,8 @@ class TpmConfig:
         tpm_hash_alg: str = DEFAULT_HASH_ALG,
         tpm_signing_alg: str = DEFAULT_SIGNING_ALG,
         data_dir: Path = DEFAULT_DATA_DIR,
+        agent_data_path: Optional[Path] = None,
+        tpm_ownerpassword: str = "",
         environ: Mapping[str, str] = os.environ,
     ) -> TpmConfig:
         """Build from agent.conf strings, applying the ``TCTI`` environment variable."""
@@ -126,12 +136,19 @@ class TpmConfig:
             hash_alg=tpm_hash_alg,
             signing_alg=tpm_signing_alg,
             data_dir=data_dir,
+            agent_data_path=agent_data_path,
+            endorsement_auth=parse_owner_password(tpm_ownerpassword),
         )
 
     @property
     def ak_path(self) -> Path:
-        """Where the AK is persisted (cf. rust-keylime's ``agent_data.json``)."""
-        return self.data_dir / AK_FILE_NAME
+        """Where the AK is persisted: rust-keylime's ``agent_data_path``."""
+        return self.agent_data_path or self.data_dir / AK_FILE_NAME
+
+    @property
+    def legacy_ak_path(self) -> Path:
+        """The AK file of limelet releases before the agent_data.json format."""
+        return self.data_dir / LEGACY_AK_FILE_NAME
 
     @property
     def is_software_tpm(self) -> bool:

@@ -19,7 +19,7 @@ from attest_protocol.quote import KeylimeQuote, encode_pcr_blob
 from attest_protocol.tpm2.constants import TpmAlg, alg_for_hash_name, keylime_name
 from attest_protocol.tpm2.pcr import PcrSelection
 from attest_protocol.tpm2.public import parse_tpm2b_public
-from edge_agent.tpm import ak_store, esys_ops, rc, templates
+from edge_agent.tpm import agent_data, ak_store, esys_ops, owner_auth, rc, templates
 from edge_agent.tpm.ak_store import StoredAk
 from edge_agent.tpm.config import TpmConfig
 from edge_agent.tpm.errors import (
@@ -66,6 +66,7 @@ class EsysTpm:
         self._esys = esys
         self._config = config
         self._race_hook = quote_race_hook
+        owner_auth.apply_endorsement_auth(esys, config.endorsement_auth)
         self._nv_chunk = esys_ops.nv_buffer_max(esys)
         self._ek: Optional[_Loaded] = None
         self._ek_transient = False
@@ -128,7 +129,7 @@ class EsysTpm:
         _check_ek_policy_hash(ek.public, cfg.ek_handle)
         want = ak_store.StoredAk(
             b"", b"", cfg.encryption_alg, cfg.hash_alg, cfg.signing_alg,
-            ak_store.ek_fingerprint(ek.public),
+            agent_data.ek_hash(ek.public),
         )  # fmt: skip
         reloaded = self._reload_ak(ek, want)
         stored, handle = reloaded if reloaded is not None else self._create_ak(ek, want)
@@ -140,7 +141,9 @@ class EsysTpm:
         """The stored AK and its handle, or None when a new one is needed."""
         path = self._config.ak_path
         try:
-            stored = ak_store.load(path, want=want)
+            stored = agent_data.load(
+                path, want=want, ek_public=ek.public, legacy=self._config.legacy_ak_path
+            )
         except AkMismatch as exc:
             log.info("not reusing the AK in %s: %s", path, exc.reason)
             return None
@@ -163,7 +166,7 @@ class EsysTpm:
         private, public = esys_ops.create_ak(self._esys, ek.handle, template)
         handle = esys_ops.load_ak(self._esys, ek.handle, private, public)
         stored = dataclasses.replace(want, private=private, public=public)
-        ak_store.save(cfg.ak_path, stored)
+        agent_data.save(cfg.ak_path, stored)
         log.info("created a new AK and stored it in %s", cfg.ak_path)
         return stored, handle
 

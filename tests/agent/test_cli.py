@@ -38,10 +38,29 @@ def test_check_config_prints_the_effective_config_without_secrets(
 def test_check_config_reports_the_error_and_fails(
     conf: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    conf.write_text("[agent]\ncontact_prot = 1\n")
+    conf.write_text('[agent]\ncontact_port = "many"\n')
     assert main(["--check-config"]) == 1
     err = capsys.readouterr().err
-    assert "contact_prot" in err
+    assert "contact_port" in err
+    assert str(conf) in err
+
+
+def test_check_config_lists_ignored_keys_with_the_closest_option(
+    conf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf.write_text('[agent]\ncontact_prot = 1\ntls_dir = "default"\n')
+    assert main(["--check-config"]) == 0
+    out = capsys.readouterr().out
+    assert f"# ignored: {conf}: option 'contact_prot' is unknown" in out
+    assert "closest known option: contact_port" in out
+    assert "option 'tls_dir' is written by Keylime's templates" in out
+
+
+def test_strict_fails_on_an_ignored_key(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf.write_text('[agent]\ntls_dir = "default"\n')
+    assert main(["--check-config", "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "tls_dir" in err
     assert str(conf) in err
 
 

@@ -134,25 +134,74 @@ def test_absolute_key_paths_are_kept(paths: ConfigPaths) -> None:
     assert load_config(environ={}, paths=paths).payload_key_path == Path("/etc/nk.pem")
 
 
-def test_unknown_key_in_a_snippet_names_key_and_file(paths: ConfigPaths) -> None:
+def ignored_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if ": option '" in r.getMessage()]
+
+
+def test_unknown_key_in_a_snippet_warns_once_naming_key_file_and_suggestion(
+    paths: ConfigPaths, caplog: pytest.LogCaptureFixture
+) -> None:
+    snippet = write(paths.snippets / "90-typo.conf", "registar_port = 1\n")
+    with caplog.at_level(logging.WARNING):
+        assert load_config(environ={}, paths=paths) == AgentConfig()
+    [message] = ignored_warnings(caplog)
+    assert str(snippet) in message
+    assert "'registar_port' is unknown" in message
+    assert "closest known option: registrar_port" in message
+
+
+def test_unknown_key_is_an_error_when_strict(paths: ConfigPaths) -> None:
     snippet = write(paths.snippets / "90-typo.conf", "registar_port = 1\n")
     with pytest.raises(UnknownOptionError) as caught:
-        load_config(environ={}, paths=paths)
+        load_config(environ={}, paths=paths, strict=True)
     assert caught.value.option == "registar_port"
     assert str(snippet) in str(caught.value)
     assert "registrar_port" in str(caught.value)  # the suggestion
 
 
-def test_unknown_table_is_an_error(paths: ConfigPaths) -> None:
-    paths.file.parent.mkdir(parents=True)
-    paths.file.write_text("[agnet]\nport = 1\n")
-    with pytest.raises(UnknownOptionError, match="agnet"):
+@pytest.mark.parametrize(
+    ("key", "closest"),
+    [
+        ("tls_dir", "server_cert"),
+        ("max_retries", "exponential_backoff_max_retries"),
+        ("retry_interval", "exponential_backoff_initial_delay"),
+        ("exponential_backoff", "exponential_backoff_max_delay"),
+    ],
+)
+def test_keylime_template_keys_warn_with_the_option_that_replaced_them(
+    paths: ConfigPaths, caplog: pytest.LogCaptureFixture, key: str, closest: str
+) -> None:
+    write(paths.file, f'{key} = "x"\n')
+    with caplog.at_level(logging.WARNING):
         load_config(environ={}, paths=paths)
+    [message] = ignored_warnings(caplog)
+    assert f"{key!r} is written by Keylime's templates" in message
+    assert f"closest known option: {closest}" in message
 
 
-def test_unknown_environment_variable_is_an_error(paths: ConfigPaths) -> None:
+def test_other_tables_are_ignored_with_a_warning(
+    paths: ConfigPaths, caplog: pytest.LogCaptureFixture
+) -> None:
+    paths.file.parent.mkdir(parents=True)
+    paths.file.write_text("[agnet]\nport = 1\n[agent]\nport = 2\n")
+    with caplog.at_level(logging.WARNING):
+        assert load_config(environ={}, paths=paths).port == 2
+    [message] = ignored_warnings(caplog)
+    assert "'[agnet]'" in message
+    with pytest.raises(UnknownOptionError, match="agnet"):
+        load_config(environ={}, paths=paths, strict=True)
+
+
+def test_unknown_environment_variable_warns_and_is_an_error_when_strict(
+    paths: ConfigPaths, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {"KEYLIME_AGENT_CONTACT_PROT": "1"}
+    with caplog.at_level(logging.WARNING):
+        load_config(environ=environ, paths=paths)
+    [message] = ignored_warnings(caplog)
+    assert message.startswith("KEYLIME_AGENT_CONTACT_PROT: option 'contact_prot' is unknown")
     with pytest.raises(UnknownOptionError) as caught:
-        load_config(environ={"KEYLIME_AGENT_CONTACT_PROT": "1"}, paths=paths)
+        load_config(environ=environ, paths=paths, strict=True)
     assert caught.value.option == "contact_prot"
     assert caught.value.source == "KEYLIME_AGENT_CONTACT_PROT"
 
@@ -198,13 +247,13 @@ def test_one_warning_per_unimplemented_option_set_to_a_non_default(
     write(paths.snippets / "a.conf", "enable_iak_idevid = true\n")
     environ = {
         "KEYLIME_AGENT_ENABLE_IAK_IDEVID": "true",
-        "KEYLIME_AGENT_TPM_OWNERPASSWORD": "s3cret",
+        "KEYLIME_AGENT_IAK_PASSWORD": "s3cret",
     }
     with caplog.at_level(logging.WARNING):
         load_config(environ=environ, paths=paths)
     warned = not_implemented_warnings(caplog)
     # run_as is implemented: setting it warns of nothing.
-    assert sorted(w.split()[1] for w in warned) == ["enable_iak_idevid", "tpm_ownerpassword"]
+    assert sorted(w.split()[1] for w in warned) == ["enable_iak_idevid", "iak_password"]
     assert not any("s3cret" in w for w in warned)
     # port was set, but to its default: no warning.
 

@@ -96,8 +96,8 @@ async def test_payload_runs_and_revocation_actions_follow(
         )
         await wait_for(revoked)
     assert marker.read_text() == "ran\n"
-    assert (secure_dir / "decrypted_payload").read_bytes() == plain
-    assert (secure_dir / "derived_tci_key").read_bytes() == halves.k
+    assert (secure_dir / "unzipped" / "decrypted_payload").read_bytes() == plain
+    assert (secure_dir / "unzipped" / "derived_tci_key").read_bytes() == halves.k
     assert forged.status_code == 400
     assert signed.status_code == 200
     assert revoked.read_text() == msg

@@ -117,7 +117,7 @@ async def test_keylime_payload_and_revocation_end_to_end(
     names = sorted(p.name for p in deployed.unzipped.iterdir())
     assert "RevocationNotifier-cert.crt" in names
     assert f"{AGENT_ID}-cert.crt" in names and "cacert.crt" in names
-    assert (secure / "derived_tci_key").read_bytes() == k
+    assert (deployed.unzipped / "derived_tci_key").read_bytes() == k
 
     status = await run_payload_script(deployed.unzipped, "autorun.sh", allowed=True)
     assert status == 0

@@ -155,7 +155,7 @@ async def test_keylime_verifier_attests_our_agent(
         assert [c for _, c in counts] == sorted(c for _, c in counts)
 
         secure = unmount_secure
-        assert (secure / "decrypted_payload").read_bytes() == payload.read_bytes()
+        assert (secure / "unzipped" / "decrypted_payload").read_bytes() == payload.read_bytes()
 
         tamper.arm()
         await trio.to_thread.run_sync(tamper.done.wait, 10 * QUOTE_INTERVAL_SECONDS)
