@@ -17,7 +17,6 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from tests.rust_keylime.support import (
     running_rust_agent,
     rust_conf,
 )
-from tools.keylime_services import KeylimeServices, free_port, start_keylime
+from tools.keylime_services import KeylimeServices, free_port
 from tools.swtpm import Swtpm
 
 pytestmark = [
@@ -45,7 +44,6 @@ pytestmark = [
     ),
 ]
 
-QUOTE_INTERVAL_SECONDS = 1
 QUOTES_PER_STAGE = 2
 GET_QUOTE = "Get Quote"
 # Keylime states (keylime/common/states.py) that need a tenant command to leave.
@@ -54,12 +52,6 @@ RUST_API_VERSIONS = "2.1, 2.2, 2.3, 2.4, 2.5"
 STAGE_DEADLINE_SECONDS = 90.0
 STATUS_POLL_SECONDS = 1.0
 PAYLOAD = b"payload for whichever agent runs on this device\n"
-
-
-@pytest.fixture
-def keylime(tmp_path: Path) -> Iterator[KeylimeServices]:
-    with start_keylime(tmp_path / "keylime", quote_interval_seconds=QUOTE_INTERVAL_SECONDS) as svc:
-        yield svc
 
 
 async def _tenant(keylime: KeylimeServices, *args: str) -> str:
@@ -91,6 +83,20 @@ async def _quotes_go_on(keylime: KeylimeServices, agent_id: str, what: str) -> N
     print(f"{what}: {QUOTES_PER_STAGE} more quotes in {time.monotonic() - start:.1f} s")
 
 
+def write_conf(tmp_path: Path, keylime: KeylimeServices, api_versions: str) -> tuple[Path, int]:
+    """rust-keylime's shipped conf for this Keylime, with ``api_versions``; and the port."""
+    keylime_dir = tmp_path / "agent"
+    keylime_dir.mkdir()
+    port = free_port()
+    agent_id = str(uuid.uuid4())
+    text = rust_conf(keylime_dir, uuid=agent_id, port=port, registrar_port=keylime.registrar_port)
+    text = text.replace('trusted_client_ca = "default"', f'trusted_client_ca = "{keylime.ca_cert}"')
+    text = text.replace('api_versions = "default"', f'api_versions = "{api_versions}"', 1)
+    conf = tmp_path / "agent.conf"
+    conf.write_text(text)
+    return conf, port
+
+
 def _unmount(path: Path) -> None:
     if os.path.ismount(path):
         subprocess.run(["umount", str(path)], check=True, timeout=30)
@@ -101,16 +107,9 @@ async def test_swap_both_ways_under_keylime(
 ) -> None:
     require_rust_agent()
     monkeypatch.setenv("TCTI", swtpm.tcti)
-    keylime_dir = tmp_path / "agent"
-    keylime_dir.mkdir()
-    port = free_port()
-    agent_id = str(uuid.uuid4())
-    text = rust_conf(keylime_dir, uuid=agent_id, port=port, registrar_port=keylime.registrar_port)
-    text = text.replace('trusted_client_ca = "default"', f'trusted_client_ca = "{keylime.ca_cert}"')
-    text = text.replace('api_versions = "default"', f'api_versions = "{RUST_API_VERSIONS}"', 1)
-    conf = tmp_path / "agent.conf"
-    conf.write_text(text)
+    conf, port = write_conf(tmp_path, keylime, RUST_API_VERSIONS)
     config = load_config(environ={"KEYLIME_AGENT_CONFIG": str(conf)})
+    agent_id, keylime_dir = config.uuid, config.data_dir
     payload = tmp_path / "payload.txt"
     payload.write_bytes(PAYLOAD)
 
