@@ -57,6 +57,7 @@ def run(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    timeout: float = COMMAND_TIMEOUT_SECONDS,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``args``; on failure (with ``check``) the assertion shows the whole output."""
     result = subprocess.run(
@@ -65,7 +66,7 @@ def run(
         env=system_env(env),
         capture_output=True,
         text=True,
-        timeout=COMMAND_TIMEOUT_SECONDS,
+        timeout=timeout,
         check=False,
     )
     if check:
