@@ -28,12 +28,6 @@ from tools.swtpm import Swtpm
 pytestmark = [
     pytest.mark.swtpm,
     # rust-keylime 0.2.9 gives its self-signed mTLS certificate a serial number that is not
-    # positive (RFC 5280 wants one); cryptography still parses it but warns, and this suite
-    # turns warnings into errors.  The registrar accepts the certificate, as Keylime's does.
-    pytest.mark.filterwarnings(
-        "ignore:Parsed a serial number which wasn't positive"
-        ":cryptography.utils.CryptographyDeprecationWarning"
-    ),
 ]
 
 
