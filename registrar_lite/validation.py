@@ -13,15 +13,14 @@ import base64
 import binascii
 import ipaddress
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.utils import CryptographyDeprecationWarning
 
+from attest_protocol.certificates import load_pem_certificate
 from attest_protocol.errors import ParseError
 from attest_protocol.tpm2.public import TpmPublic, parse_tpm2b_public
 from registrar_lite.ek_template import ek_public_from_key
@@ -55,10 +54,6 @@ class Registration:
     idevid_cert: Optional[bytes] = None
     iak_attest: Optional[bytes] = None
     iak_sign: Optional[bytes] = None
-
-
-# cryptography's warning text for a certificate serial number below 1.
-_NON_POSITIVE_SERIAL = "Parsed a serial number which wasn't positive"
 
 
 def check_agent_id(agent_id: str) -> str:
@@ -131,12 +126,8 @@ def _mtls_cert(body: Mapping[str, Any]) -> Optional[str]:
     if not isinstance(value, str):
         raise RequestError("mtls_cert", 'must be a PEM string, "disabled" or null')
     try:
-        with warnings.catch_warnings():
-            # rust-keylime 0.2.9 makes its self-signed mTLS certificate with a serial that is
-            # not positive (RFC 5280 4.1.2.2 wants one); cryptography parses it with a
-            # deprecation warning.  Keylime's registrar accepts it, and so does this one.
-            warnings.filterwarnings("ignore", _NON_POSITIVE_SERIAL, CryptographyDeprecationWarning)
-            cert = x509.load_pem_x509_certificate(value.encode("ascii"))
+        # rust-keylime's certificate has a serial below 1; see attest_protocol.certificates.
+        cert = load_pem_certificate(value.encode("ascii"))
     except (UnicodeEncodeError, ValueError):
         raise RequestError("mtls_cert", "is not a PEM X.509 certificate") from None
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")

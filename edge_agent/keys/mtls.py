@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from attest_protocol.certificates import load_pem_certificate
 from edge_agent.keys.errors import KeyMaterialError
 from edge_agent.keys.files import read_private_file, write_private_file
 from edge_agent.keys.pem import load_private_key, store_private_key
@@ -96,7 +97,8 @@ def _load_cert(path: Path) -> Optional[x509.Certificate]:
     if data is None:
         return None
     try:
-        return x509.load_pem_x509_certificate(data)
+        # A certificate rust-keylime left behind is kept (its serial is below 1).
+        return load_pem_certificate(data)
     except ValueError:
         log.warning("%s is not a PEM certificate; making a new one", path)
         return None

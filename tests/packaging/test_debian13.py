@@ -169,6 +169,11 @@ def _stop(box: Container) -> None:
     assert f"Registered agent {AGENT_ID}" in journal
     assert "Agent stopped" in journal
     assert "Traceback" not in journal
+    # Debian's Hypercorn 0.17 logs "ASGI Framework Lifespan error" with a traceback when its
+    # worker is cancelled; the services stop through Hypercorn's graceful shutdown instead.
+    for service in ("limelet-registrar", "limelet-verifier"):
+        log = box.sh(f"journalctl -u {service}.service --no-pager -o cat").stdout
+        assert "Traceback" not in log and "Lifespan error" not in log, (service, log)
 
 
 def _purge(box: Container) -> None:

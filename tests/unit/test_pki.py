@@ -131,3 +131,44 @@ def test_strict_mutual_tls_handshake(ca: CertificateAuthority, tmp_path: Path) -
     peer = server.getpeercert()
     assert peer is not None
     assert (("commonName", "c"),) in peer["subject"]
+
+
+def test_a_certificate_with_a_serial_below_one_parses_without_a_warning() -> None:
+    """rust-keylime 0.2.9's self-signed mTLS certificate has such a serial; peers accept it."""
+    import datetime
+    import warnings
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from attest_protocol.certificates import load_pem_certificate
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    # CertificateBuilder refuses a serial below 1, so write 1 and patch the DER's INTEGER to 0.
+    der = (
+        builder.serial_number(1).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    )
+    marker = bytes.fromhex("a003020102020101")  # version [0] v3, then serialNumber INTEGER 1
+    assert der.count(marker) == 1
+    der = der.replace(marker, bytes.fromhex("a003020102020100"))
+    import base64
+
+    body = base64.encodebytes(der).decode("ascii")
+    pem_bytes = f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n".encode()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cert = load_pem_certificate(pem_bytes)
+    assert cert.subject == name
+    assert cert.public_bytes(serialization.Encoding.DER) == der
