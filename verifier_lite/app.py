@@ -42,6 +42,7 @@ from verifier_lite import validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
 from verifier_lite.service import Verifier
+from verifier_lite.store_health import StoreUnavailableError, store_health_view
 
 log = logging.getLogger("limelet.verifier")
 
@@ -104,7 +105,8 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
         chosen = request.args.get("verifier") or None
         if "bulk" in request.args:
             return _ok(await verifier.bulk(chosen))
-        return _ok({"uuids": await verifier.list_ids(chosen)})
+        uuids = await verifier.list_ids(chosen)
+        return _ok({"uuids": uuids, **store_health_view(verifier.store)})
 
     @app.get("/<ver>/agents/<agent_id>")
     async def show_agent(ver: str, agent_id: str) -> Response:
@@ -226,6 +228,11 @@ def _install_error_handlers(app: QuartTrio) -> None:
             log.error("request failed: %s", exc)
             return _respond(failure(exc.http_status, _INTERNAL_ERROR))
         return _respond(failure(exc.http_status, str(exc)))
+
+    @app.errorhandler(StoreUnavailableError)
+    async def store_unavailable(exc: StoreUnavailableError) -> Response:
+        # Logged by StoreHealth once a minute, not here once per request.
+        return _respond(failure(exc.http_status, "verifier database unavailable; try again"))
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

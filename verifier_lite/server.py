@@ -41,6 +41,7 @@ from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
 from verifier_lite.service import Verifier
 from verifier_lite.store import SqliteVerifierStore, VerifierStore
+from verifier_lite.store_health import MonitoredStore
 from verifier_lite.tls import ensure_tls_dir
 
 log = logging.getLogger("limelet.verifier")
@@ -161,7 +162,7 @@ async def serve_verifier(
         log.info("generated a CA and certificates in %s", config.tls_path)
     hc = hypercorn_config(config)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
-    store = await open_store(config)
+    store = MonitoredStore(await open_store(config))
     try:
         factory = channels or http_channels(config)
         sink = HttpRevocationSink(factory, config.webhook_url, config.request_timeout)
