@@ -28,6 +28,7 @@ from tests.verifier.support import (
     runtime_policy_json,
     verifier_config,
 )
+from tests.verifier.test_isolation_swtpm import at_least
 from tests.verifier.test_polling_swtpm import wait_status
 from verifier_lite import server
 from verifier_lite.config import VerifierConfig
@@ -95,7 +96,7 @@ async def test_polling_survives_a_store_outage_and_reports_tampering_after_it(
 
     async def open_store(cfg: VerifierConfig) -> VerifierStore:
         holder.append(FailingWrites(await real_open(cfg)))
-        return holder[0]  # type: ignore[return-value]
+        return holder[0]
 
     monkeypatch.setattr(server, "open_store", open_store)
     bound = await nursery.start(serve_verifier, config)
@@ -103,10 +104,9 @@ async def test_polling_survives_a_store_outage_and_reports_tampering_after_it(
     pinned = json.dumps({str(PCR): ["00" * 32], "mask": hex(1 << 16)})
     async with verifier.client() as client:
         for agent_id in (*HONEST, WATCHED):
-            extra = {"tpm_policy": pinned} if agent_id == WATCHED else {}
             body = add_body(
-                ak_tpm=fake_agent.ak_public, mtls_cert=fake_agent.cert_pem,
-                port=fake_agent.port, **extra,
+                ak_tpm=fake_agent.ak_public, mtls_cert=fake_agent.cert_pem, port=fake_agent.port,
+                tpm_policy=pinned if agent_id == WATCHED else '{"mask": "0x10000"}',
             )  # fmt: skip
             assert (await client.post(f"/{API}/agents/{agent_id}", json=body)).status_code == 200
     before = {}
@@ -131,9 +131,7 @@ async def test_polling_survives_a_store_outage_and_reports_tampering_after_it(
     holder[0].failing = False
     await wait_list(verifier, healthy=True)
     for agent_id in HONEST:
-        status = await wait_status(
-            verifier, agent_id, lambda r, n=before[agent_id]: r["attestation_count"] >= n + 2
-        )
+        status = await wait_status(verifier, agent_id, at_least(before[agent_id] + 2))
         assert status["operational_state"] == State.GET_QUOTE
         assert status["attestation_status"] == "PASS"
     tampered = await wait_status(
