@@ -19,6 +19,7 @@ from typing import Any, Optional, TypeVar
 from attest_protocol.errors import AttestProtocolError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
 from verifier_lite.store import VerifierStore
+from verifier_lite.store_lock import DatabaseLock
 
 log = logging.getLogger("limelet.verifier")
 
@@ -91,9 +92,10 @@ class StoreHealth:
 class MonitoredStore:
     """``VerifierStore`` around another one, recording faults in ``health``."""
 
-    def __init__(self, inner: VerifierStore, health: Optional[StoreHealth] = None) -> None:
+    def __init__(self, inner: VerifierStore, lock: Optional[DatabaseLock] = None) -> None:
         self.inner = inner
-        self.health = health or StoreHealth()
+        self.health = StoreHealth()
+        self._lock = lock  # store_lock.py: released when the store is closed
 
     async def _call(self, op: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
         try:
@@ -158,7 +160,11 @@ class MonitoredStore:
         return await self._call(lambda: self.inner.policy_users(kind, name))
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        try:
+            await self.inner.aclose()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
 
 def store_health_view(store: VerifierStore) -> dict[str, Any]:

@@ -31,10 +31,9 @@ from tests.verifier.support import (
 from tests.verifier.test_isolation_swtpm import at_least
 from tests.verifier.test_polling_swtpm import wait_status
 from verifier_lite import server
-from verifier_lite.config import VerifierConfig
 from verifier_lite.server import serve_verifier
 from verifier_lite.states import State
-from verifier_lite.store import VerifierStore
+from verifier_lite.store import SqliteVerifierStore, VerifierStore
 
 pytestmark = pytest.mark.swtpm
 
@@ -91,14 +90,15 @@ async def test_polling_survives_a_store_outage_and_reports_tampering_after_it(
 ) -> None:  # fmt: skip
     assert fake_agent.hash_alg == "sha256"
     config = verifier_config(tmp_path / "verifier", tls_files)
-    real_open = server.open_store
     holder: list[FailingWrites] = []
 
-    async def open_store(cfg: VerifierConfig) -> VerifierStore:
-        holder.append(FailingWrites(await real_open(cfg)))
-        return holder[0]
+    class FaultySqlite:
+        @staticmethod
+        async def open(path: Path) -> FailingWrites:
+            holder.append(FailingWrites(await SqliteVerifierStore.open(path)))
+            return holder[0]
 
-    monkeypatch.setattr(server, "open_store", open_store)
+    monkeypatch.setattr(server, "SqliteVerifierStore", FaultySqlite)
     bound = await nursery.start(serve_verifier, config)
     verifier = RunningVerifier(config, bound, tls_files)
     pinned = json.dumps({str(PCR): ["00" * 32], "mask": hex(1 << 16)})
