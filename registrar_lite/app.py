@@ -72,6 +72,8 @@ def create_app(registrar: Registrar, *, tls_port: int, max_body_bytes: int) -> Q
     app = QuartTrio("limelet.registrar")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.url_map.strict_slashes = False
+    # Werkzeug answers "//" with a 308 and an HTML page; an empty agent id is a JSON 404.
+    app.url_map.merge_slashes = False
 
     @app.get("/version")
     async def version() -> Response:

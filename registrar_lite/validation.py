@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Optional
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from attest_protocol.bounded_json import JsonFieldError, load_object
 from attest_protocol.errors import ParseError
 from attest_protocol.tpm2.public import TpmPublic, parse_tpm2b_public
 from registrar_lite.ek_template import ek_public_from_key
@@ -67,14 +67,12 @@ def check_agent_id(agent_id: str) -> str:
 
 
 def parse_json_object(data: bytes) -> dict[str, Any]:
-    """Decode a JSON object body; any Content-Type (or none) is accepted, as Keylime does."""
+    """Decode a JSON object body; any Content-Type (or none) is accepted, as Keylime does.
+    Depth and Unicode are checked (attest_protocol/bounded_json.py), naming the field."""
     try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise RequestError("body", "is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RequestError("body", "is not a JSON object")
-    return value
+        return load_object(data)
+    except JsonFieldError as exc:
+        raise RequestError(exc.field, exc.reason) from None
 
 
 def _b64(body: Mapping[str, Any], field: str, *, required: bool) -> Optional[bytes]:

@@ -80,6 +80,8 @@ def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
     app = QuartTrio("limelet.verifier")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.url_map.strict_slashes = False
+    # Werkzeug answers "//" with a 308 and an HTML page; an empty agent id is a JSON 404.
+    app.url_map.merge_slashes = False
 
     @app.get("/version")
     @app.get("/versions")
