@@ -32,7 +32,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from attest_protocol.api_version import CURRENT_VERSION, SUPPORTED_VERSIONS, version_from_path
 from attest_protocol.envelope import Envelope, failure, success
 from attest_protocol.errors import AttestProtocolError
-from registrar_lite.errors import AdminListenerError, BodyTooLargeError
+from registrar_lite.errors import AdminListenerError, BodyTooLargeError, StoreUnavailableError
 from registrar_lite.service import Registrar
 from registrar_lite.validation import parse_json_object
 
@@ -146,7 +146,7 @@ def _add_agent_routes(app: QuartTrio, registrar: Registrar, max_body_bytes: int)
 def _install_error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(AttestProtocolError)
     async def protocol_error(exc: AttestProtocolError) -> Response:
-        if exc.http_status >= 500:
+        if exc.http_status >= 500 and not isinstance(exc, StoreUnavailableError):
             log.error("request failed: %s", exc)
             return _respond(failure(exc.http_status, _INTERNAL_ERROR))
         return _respond(failure(exc.http_status, str(exc)))

@@ -19,6 +19,7 @@ Schema (created on start; ``agent_id`` is the primary key)::
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields, replace
@@ -28,13 +29,17 @@ from typing import Optional, Protocol, TypeVar
 import trio
 
 from registrar_lite import store_held
-from registrar_lite.errors import IdentityChangedError
+from registrar_lite.errors import IdentityChangedError, StoreUnavailableError
 
 T = TypeVar("T")
+
+log = logging.getLogger("limelet.registrar")
 
 # Keylime compares exactly these on re-registration (registrar_agent.py
 # ``_check_tpm_identity_immutable``); IAK/IDevID may change.
 IDENTITY_FIELDS = ("ek_tpm", "ekcert", "aik_tpm")
+# sqlite3 errors that mean a bug in a query, not an unusable database.
+_NOT_AN_OUTAGE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 # How long a statement waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -141,7 +146,15 @@ class SqliteAgentStore:
         return cls(conn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+        except _NOT_AN_OUTAGE:
+            raise
+        except sqlite3.DatabaseError as exc:
+            # Read-only file, full disk, I/O error: a 503 with a message, and the process
+            # lives on; reads that still work keep answering.
+            log.error("registrar database: %s", exc)
+            raise StoreUnavailableError() from exc
 
     async def register(self, record: AgentRecord) -> AgentRecord:
         return await self._run(lambda conn: _register(conn, record))
