@@ -29,7 +29,7 @@ from quart_trio import QuartTrio
 
 from attest_protocol.api_version import version_from_path
 from attest_protocol.envelope import success
-from registrar_lite.errors import AdminListenerError, BodyTooLargeError
+from registrar_lite.errors import AdminListenerError, BodyTooLargeError, StoreUnavailableError
 from registrar_lite.service import Registrar
 from registrar_lite.validation import parse_json_object
 from service_kit.web import (
@@ -66,7 +66,9 @@ def create_app(registrar: Registrar, *, tls_port: int, max_body_bytes: int) -> Q
     add_version_route(app)
     _add_admin_routes(app, registrar, tls_port)
     _add_agent_routes(app, registrar, max_body_bytes)
-    install_error_handlers(app, log, BodyTooLargeError)
+    install_error_handlers(
+        app, log, BodyTooLargeError, (StoreUnavailableError, str(StoreUnavailableError()))
+    )
     return app
 
 

@@ -98,6 +98,19 @@ class ActivationError(RegistrarError):
         self.deleted = deleted
 
 
+class StoreUnavailableError(RegistrarError):
+    """The database cannot be written (read-only file, full disk, I/O error): try later.
+
+    Its message is safe to show, unlike other 5xx details (app.py answers it as it is)."""
+
+    http_status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Registrar database cannot be written now (read-only or full); try again later"
+        )
+
+
 class AdminListenerError(RegistrarError):
     http_status = 403
 

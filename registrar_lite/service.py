@@ -140,7 +140,8 @@ class Registrar:
     async def activate(self, agent_id: str, body: Mapping[str, Any]) -> None:
         check_agent_id(agent_id)
         auth_tag = parse_auth_tag(body)
-        record = await self._store.get(agent_id)
+        # A held re-registration of an active agent (store_held.py) is what is being activated.
+        record = await self._store.get_held(agent_id) or await self._store.get(agent_id)
         if record is None:
             raise AgentNotFoundError(agent_id)
         expected = expected_auth_tag(record.challenge_key, agent_id)

@@ -17,20 +17,26 @@ Schema (created on start; ``agent_id`` is the primary key)::
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional, Protocol, TypeVar
 
-from registrar_lite.errors import IdentityChangedError
+from registrar_lite import store_held
+from registrar_lite.errors import IdentityChangedError, StoreUnavailableError
 from service_kit.sqlite import SqliteWorker, immediate
 
 T = TypeVar("T")
 
+log = logging.getLogger("limelet.registrar")
+
 # Keylime compares exactly these on re-registration (registrar_agent.py
 # ``_check_tpm_identity_immutable``); IAK/IDevID may change.
 IDENTITY_FIELDS = ("ek_tpm", "ekcert", "aik_tpm")
+# sqlite3 errors that mean a bug in a query, not an unusable database.
+_NOT_AN_OUTAGE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class AgentRecord:
 
 
 _COLUMNS = tuple(f.name for f in fields(AgentRecord))
+assert _COLUMNS == store_held.COLUMNS  # noqa: S101 - the held table mirrors this one
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS registrar_agents (
     agent_id TEXT PRIMARY KEY NOT NULL,
@@ -90,12 +97,18 @@ class AgentStore(Protocol):
         """True when a row was deleted."""
         ...
 
+    async def get_held(self, agent_id: str) -> Optional[AgentRecord]:
+        """A re-registration of an active agent, held until activated (store_held.py)."""
+        ...
+
     async def activate(self, agent_id: str, challenge_key: str) -> bool:
-        """Mark active if the row still has ``challenge_key`` (no re-registration meanwhile)."""
+        """Mark active if the row still has ``challenge_key`` (no re-registration meanwhile);
+        a held re-registration with that key replaces the active row."""
         ...
 
     async def delete_pending(self, agent_id: str, challenge_key: str) -> bool:
-        """Delete the row if it is inactive and still has ``challenge_key``."""
+        """Delete the row if it is inactive and still has ``challenge_key``; a held row with
+        that key is dropped instead (the active row stays)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -123,16 +136,28 @@ class SqliteAgentStore:
 
     @classmethod
     async def open(cls, path: Path) -> SqliteAgentStore:
-        return cls(await SqliteWorker.open(path, (_SCHEMA,)))
+        return cls(await SqliteWorker.open(path, (_SCHEMA, store_held.HELD_SCHEMA)))
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._db.run(fn)
+        try:
+            return await self._db.run(fn)
+        except _NOT_AN_OUTAGE:
+            raise
+        except sqlite3.DatabaseError as exc:
+            # Read-only file, full disk, I/O error: a 503 with a message, and the process
+            # lives on; reads that still work keep answering.
+            log.error("registrar database: %s", exc)
+            raise StoreUnavailableError() from exc
 
     async def register(self, record: AgentRecord) -> AgentRecord:
         return await self._run(lambda conn: _register(conn, record))
 
     async def get(self, agent_id: str) -> Optional[AgentRecord]:
         return await self._run(lambda conn: _get(conn, agent_id))
+
+    async def get_held(self, agent_id: str) -> Optional[AgentRecord]:
+        row = await self._run(lambda conn: store_held.get_held(conn, agent_id))
+        return None if row is None else _row(row)
 
     async def list_ids(self) -> list[str]:
         def query(conn: sqlite3.Connection) -> list[str]:
@@ -143,15 +168,32 @@ class SqliteAgentStore:
 
     async def delete(self, agent_id: str) -> bool:
         sql = "DELETE FROM registrar_agents WHERE agent_id = ?"
-        return await self._run(lambda conn: conn.execute(sql, (agent_id,)).rowcount > 0)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            store_held.drop_held(conn, agent_id, None)
+            return conn.execute(sql, (agent_id,)).rowcount > 0
+
+        return await self._run(work)
 
     async def activate(self, agent_id: str, challenge_key: str) -> bool:
         sql = "UPDATE registrar_agents SET active = 1 WHERE agent_id = ? AND challenge_key = ?"
-        return await self._run(lambda c: c.execute(sql, (agent_id, challenge_key)).rowcount > 0)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if store_held.promote(conn, agent_id, challenge_key):
+                return True
+            return conn.execute(sql, (agent_id, challenge_key)).rowcount > 0
+
+        return await self._run(work)
 
     async def delete_pending(self, agent_id: str, challenge_key: str) -> bool:
         sql = "DELETE FROM registrar_agents WHERE agent_id = ? AND challenge_key = ? AND active = 0"
-        return await self._run(lambda c: c.execute(sql, (agent_id, challenge_key)).rowcount > 0)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if store_held.drop_held(conn, agent_id, challenge_key):
+                return False  # the active record stays: nothing the caller knew was deleted
+            return conn.execute(sql, (agent_id, challenge_key)).rowcount > 0
+
+        return await self._run(work)
 
     async def aclose(self) -> None:
         await self._db.aclose()
@@ -170,5 +212,8 @@ def _register(conn: sqlite3.Connection, record: AgentRecord) -> AgentRecord:
             if changed:
                 raise IdentityChangedError(changed)
         stored = replace(record, active=False, regcount=1 if old is None else old.regcount + 1)
-        conn.execute(_UPSERT, astuple(stored))
+        if old is not None and old.active:
+            store_held.hold(conn, astuple(stored))  # the active row stays until activation
+        else:
+            conn.execute(_UPSERT, astuple(stored))
     return stored

@@ -6,9 +6,10 @@ the field), so errors stay in that service's tree.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Callable
+
+from attest_protocol.bounded_json import JsonFieldError, load_object
 
 # Keylime validators.valid_agent_id allows letters, digits, '-', '_', '.'; we also bound it.
 # CVE-2022-23949: ids end up in logs, file names and SQL; ASCII letters, digits and ._- only,
@@ -19,11 +20,9 @@ RequestErrorFactory = Callable[[str, str], Exception]
 
 
 def parse_json_object(data: bytes, request_error: RequestErrorFactory) -> dict[str, Any]:
-    """Decode a JSON object body; any Content-Type (or none) is accepted, as Keylime does."""
+    """Decode a JSON object body; any Content-Type (or none) is accepted, as Keylime does.
+    Depth and Unicode are checked (attest_protocol/bounded_json.py), naming the field."""
     try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise request_error("body", "is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise request_error("body", "is not a JSON object")
-    return value
+        return load_object(data)
+    except JsonFieldError as exc:
+        raise request_error(exc.field, exc.reason) from None

@@ -49,6 +49,8 @@ def create_service_app(name: str, max_body_bytes: int) -> QuartTrio:
     app = QuartTrio(name)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.url_map.strict_slashes = False
+    # Werkzeug answers "//" with a 308 and an HTML page; an empty agent id is a JSON 404.
+    app.url_map.merge_slashes = False
 
     @app.after_serving
     async def stopped() -> None:
@@ -83,12 +85,21 @@ async def json_body(
 
 
 def install_error_handlers(
-    app: QuartTrio, log: logging.Logger, too_large: Callable[[int], Exception]
+    app: QuartTrio,
+    log: logging.Logger,
+    too_large: Callable[[int], Exception],
+    unavailable: Optional[tuple[type[AttestProtocolError], str]] = None,
 ) -> None:
-    """Map the error tree, Werkzeug's HTTP errors and anything unexpected to envelopes."""
+    """Map the error tree, Werkzeug's HTTP errors and anything unexpected to envelopes.
+
+    ``unavailable`` is the service's store-outage error and the message it is answered with:
+    a 5xx the client should hear about (try again later), logged by the store's own health
+    tracking rather than once per request here."""
 
     @app.errorhandler(AttestProtocolError)
     async def protocol_error(exc: AttestProtocolError) -> Response:
+        if unavailable is not None and isinstance(exc, unavailable[0]):
+            return respond(failure(exc.http_status, unavailable[1]))
         if exc.http_status >= 500:
             log.error("request failed: %s", exc)
             return respond(failure(exc.http_status, INTERNAL_ERROR))

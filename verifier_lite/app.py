@@ -39,6 +39,7 @@ from verifier_lite import validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
 from verifier_lite.service import Verifier
+from verifier_lite.store_health import StoreUnavailableError, store_health_view
 
 log = logging.getLogger("limelet.verifier")
 
@@ -63,7 +64,12 @@ def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
     _identity_route(app, verifier)
     _runtime_policy_routes(app, verifier, max_body_bytes)
     _mb_policy_routes(app, verifier, max_body_bytes)
-    install_error_handlers(app, log, BodyTooLargeError)
+    install_error_handlers(
+        app,
+        log,
+        BodyTooLargeError,
+        (StoreUnavailableError, "verifier database unavailable; try again"),
+    )
     return app
 
 
@@ -74,7 +80,8 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
         chosen = request.args.get("verifier") or None
         if "bulk" in request.args:
             return ok(await verifier.bulk(chosen))
-        return ok({"uuids": await verifier.list_ids(chosen)})
+        uuids = await verifier.list_ids(chosen)
+        return ok({"uuids": uuids, **store_health_view(verifier.store)})
 
     @app.get("/<ver>/agents/<agent_id>")
     async def show_agent(ver: str, agent_id: str) -> Response:

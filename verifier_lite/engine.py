@@ -15,14 +15,17 @@ Keylime's event id and severity.  Every state change goes through ``AgentStates.
 (transitions.py), which reads the table in states.py.
 
 CVE-2022-3500 (one agent's error stopped Keylime's whole polling loop): each task runs under
-:meth:`Engine._supervise`, which catches ``Exception`` from that task alone, logs it, and marks
-only that agent FAILED.  ``trio.Cancelled`` is a BaseException and passes untouched.
+:meth:`Engine._supervise`, which catches ``Exception`` from that task alone, logs it and
+restarts it with backoff (restarts.py): a store fault is retried until the store recovers, any
+other error at most ``max_retries`` times before only that agent is marked FAILED.
+``trio.Cancelled`` is a BaseException and passes untouched.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Optional
 
 import trio
@@ -38,9 +41,11 @@ from verifier_lite.poller import (
     retry_delay,
 )
 from verifier_lite.records import AgentRecord
+from verifier_lite.restarts import RestartPolicy
 from verifier_lite.revocation import Notifier
-from verifier_lite.states import POLLING, Event
+from verifier_lite.states import POLLING, Event, State
 from verifier_lite.store import VerifierStore
+from verifier_lite.store_health import StoreUnavailableError
 from verifier_lite.transitions import AgentStates
 
 __all__ = [
@@ -111,17 +116,35 @@ class Engine:
 
     async def _supervise(self, agent_id: str, scope: trio.CancelScope) -> None:
         with scope:
-            try:
-                await self._poll(agent_id)
-            except AgentGone:
-                log.info("agent %s: deleted while polling", agent_id)
-            except Exception:
-                # CVE-2022-3500: contained here; the other agents' tasks never see it.
-                log.exception("agent %s: polling task failed; agent marked FAILED", agent_id)
-                with trio.CancelScope(shield=True):
-                    await self._crashed(agent_id)
+            policy = RestartPolicy(self._settings)
+            restart = False
+            while (delay := await self._attempt(agent_id, policy, restart=restart)) is not None:
+                await trio.sleep(delay)
+                restart = True
         if self._scopes.get(agent_id) is scope:
             del self._scopes[agent_id]
+
+    async def _attempt(
+        self, agent_id: str, policy: RestartPolicy, *, restart: bool
+    ) -> Optional[float]:
+        """Poll once; the wait before restarting, or None when the task is done."""
+        try:
+            await self._poll(agent_id, restart=restart)
+        except AgentGone:
+            log.info("agent %s: deleted while polling", agent_id)
+        except StoreUnavailableError:
+            # Logged once a minute by StoreHealth; the task is retried, never given up.
+            return policy.after_store_failure()
+        except Exception:
+            # CVE-2022-3500: contained here; the other agents' tasks never see it.
+            delay = policy.after_crash()
+            if delay is not None:
+                log.exception("agent %s: polling task failed; restarting", agent_id)
+                return delay
+            log.exception("agent %s: polling task failed again; agent marked FAILED", agent_id)
+            with trio.CancelScope(shield=True):
+                await self._crashed(agent_id)
+        return None
 
     async def _crashed(self, agent_id: str) -> None:
         """Mark the agent FAILED; even if that fails too, nothing leaves this task."""
@@ -133,10 +156,16 @@ class Engine:
         except Exception:
             log.exception("agent %s: could not record the failure", agent_id)
 
-    async def _poll(self, agent_id: str) -> None:
+    async def _poll(self, agent_id: str, *, restart: bool = False) -> None:
         agent = await self._store.get_agent(agent_id)
         if agent is None:
             raise AgentGone(agent_id)
+        if restart:
+            if agent.state not in POLLING:
+                return  # stopped, failed or deleted meanwhile: nothing to resume
+            # Back to START as at start-up: the first quote after a restart is a full one.
+            await self._store.update_agent(agent_id, operational_state=int(State.START))
+            agent = replace(agent, operational_state=int(State.START))
         channel = self._channels(agent)
         try:
             await AgentPoller(self._store, self._settings, self.states.apply).run(agent, channel)

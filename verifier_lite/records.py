@@ -66,11 +66,25 @@ class MbPolicyRecord:
     mb_policy: Optional[str]  # JSON text; None means no measured-boot policy
 
 
-def attestation_status(state: State) -> str:
-    if state in PASS_STATES:
-        return "PASS"
-    if state in FAIL_STATES:
+# ``last_successful_attestation`` is stored in whole seconds, so an age read from it can be
+# up to this much larger than the true one; the freshness test allows for it.
+TIMESTAMP_RESOLUTION_SECONDS = 1
+
+
+def attestation_status(agent: AgentRecord, *, now: float, max_interval: float) -> str:
+    """PASS only while the last good quote is younger than ``max_interval``.
+
+    Keylime (cloud_verifier_common.process_get_status, pull mode) derives PASS from the
+    operational state alone, so an agent whose polling had silently stopped kept showing PASS
+    (the CVE-2022-3500 class).  Here a polling state is PASS only while fresh; a stale one is
+    PENDING, and the failed states are FAIL whatever their age.
+    """
+    if agent.state in FAIL_STATES:
         return "FAIL"
+    if agent.state in PASS_STATES and agent.last_successful_attestation > 0:
+        age = now - agent.last_successful_attestation
+        if age <= max_interval + TIMESTAMP_RESOLUTION_SECONDS:
+            return "PASS"
     return "PENDING"
 
 
@@ -81,6 +95,7 @@ def status_view(
     has_mb_policy: bool,
     quote_interval: float,
     max_interval: float,
+    now: float,
 ) -> dict[str, Any]:
     """``GET /agents/{id}`` results: the keys of Keylime's ``process_get_status``."""
     return {
@@ -106,7 +121,7 @@ def status_view(
         "attestation_count": agent.attestation_count,
         "last_received_quote": agent.last_received_quote,
         "last_successful_attestation": agent.last_successful_attestation,
-        "attestation_status": attestation_status(agent.state),
+        "attestation_status": attestation_status(agent, now=now, max_interval=max_interval),
         "attestation_period": f"{int(quote_interval)}s",
         "maximum_attestation_interval": f"{int(max_interval)}s",
     }

@@ -37,6 +37,8 @@ from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
 from verifier_lite.service import Verifier
 from verifier_lite.store import SqliteVerifierStore, VerifierStore
+from verifier_lite.store_health import MonitoredStore
+from verifier_lite.store_lock import lock_database
 from verifier_lite.tls import ensure_tls_dir
 
 log = logging.getLogger("limelet.verifier")
@@ -106,12 +108,17 @@ async def open_store(config: VerifierConfig) -> VerifierStore:
     """SQLite, or PostgreSQL (verifier_lite/store_postgres.py) when ``database_url`` names it;
     psycopg comes with the optional ``postgres`` extra, so it is imported only then."""
     if not config.database_url.startswith(POSTGRES_URL_START):
-        return await SqliteVerifierStore.open(config.sqlite_path())
+        lock = lock_database(config.sqlite_path())  # store_lock.py: one verifier per file
+        try:
+            return MonitoredStore(await SqliteVerifierStore.open(config.sqlite_path()), lock)
+        except BaseException:
+            lock.release()
+            raise
     try:
         from verifier_lite.store_postgres import PostgresVerifierStore
     except ImportError as exc:
         raise ConfigError("database_url", "PostgreSQL needs limelet[postgres] (psycopg)") from exc
-    return await PostgresVerifierStore.open(config.database_url)
+    return MonitoredStore(await PostgresVerifierStore.open(config.database_url))
 
 
 async def serve_verifier(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Optional
 
 from attest_protocol.api_version import CURRENT_VERSION, ApiVersion
@@ -32,8 +33,9 @@ from verifier_lite.validation import AddAgentRequest
 
 log = logging.getLogger("limelet.verifier")
 
-# Keylime's get_maximum_attestation_interval: a quote is overdue after this many periods.
-MAX_INTERVAL_PERIODS = 3
+# Keylime's push_agent_monitor._TIMEOUT_MULTIPLIER (get_maximum_attestation_interval): an
+# attestation is overdue after this many quote intervals, and PASS then turns PENDING.
+MAX_INTERVAL_PERIODS = 5
 # Keylime ima.EMPTY_RUNTIME_POLICY stand-in: stored, but it means "no IMA checks".
 EMPTY_RUNTIME_POLICY = ""
 
@@ -63,6 +65,7 @@ class Verifier:
             has_mb_policy=mb is not None and mb.mb_policy is not None,
             quote_interval=interval,
             max_interval=interval * MAX_INTERVAL_PERIODS,
+            now=time.time(),
         )
 
     async def list_ids(self, verifier_id: Optional[str]) -> list[list[str]]:

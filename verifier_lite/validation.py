@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from attest_protocol.bounded_json import loads_bounded
 from attest_protocol.errors import AttestProtocolError
 from attest_protocol.policy import load_runtime_policy
 from attest_protocol.tpm2.public import check_attestation_key, parse_tpm2b_public
@@ -46,10 +47,19 @@ def policy_name(value: str) -> str:
 
 
 def parse_json_object(data: bytes) -> dict[str, Any]:
-    """Any Content-Type (or none) is accepted, as Keylime does."""
+    """Any Content-Type (or none) is accepted, as Keylime does; depth and Unicode are checked
+    (attest_protocol/bounded_json.py), naming the field at fault."""
     if not data:
         raise RequestError("body", "Expected non zero content length")
     return request_checks.parse_json_object(data, RequestError)
+
+
+def _bounded_json(value: str, field: str) -> None:
+    """A JSON text field must decode within the depth limit before a parser recurses into it."""
+    try:
+        loads_bounded(value)
+    except ValueError as exc:
+        raise RequestError(field, f"must be JSON: {exc}") from None
 
 
 def _opt_str(body: Mapping[str, Any], field: str) -> Optional[str]:
@@ -71,7 +81,8 @@ def _str_list(body: Mapping[str, Any], field: str) -> tuple[str, ...]:
 
 def _port(body: Mapping[str, Any], field: str) -> int:
     value = body.get(field)
-    if isinstance(value, str) and value.isdigit():
+    # isascii first: str.isdigit accepts "²", which int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= _MAX_PORT:
         raise RequestError(field, "must be a TCP port number")
@@ -95,7 +106,7 @@ def _b64(value: Optional[str], field: str) -> bytes:
         return b""
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters
         raise RequestError(field, "must be base64") from None
 
 
@@ -130,6 +141,7 @@ def _tpm_policy(body: Mapping[str, Any]) -> str:
         value = json.dumps(value)
     if not isinstance(value, str):
         raise RequestError("tpm_policy", "must be a JSON object (as a string)")
+    _bounded_json(value, "tpm_policy")
     try:
         parse_tpm_policy(value)
     except ValueError as exc:
@@ -154,6 +166,10 @@ def runtime_policy_text(body: Mapping[str, Any]) -> str:
     if not text:
         return ""
     try:
+        loads_bounded(text)
+    except ValueError as exc:
+        raise RequestError("runtime_policy", f"must be JSON: {exc}") from None
+    try:
         load_runtime_policy(text)
         return text.decode("utf-8")
     except (AttestProtocolError, UnicodeDecodeError) as exc:
@@ -166,10 +182,7 @@ def _json_text(body: Mapping[str, Any], field: str, default: str) -> str:
         return default
     if not isinstance(value, str):
         value = json.dumps(value)
-    try:
-        json.loads(value)
-    except ValueError:
-        raise RequestError(field, "must be JSON") from None
+    _bounded_json(value, field)
     return value
 
 
@@ -180,6 +193,7 @@ def mb_policy_text(body: Mapping[str, Any]) -> Optional[str]:
         return None
     if not isinstance(value, str):
         value = json.dumps(value)
+    _bounded_json(value, "mb_policy")
     try:
         load_mb_policy(value)
     except ValueError as exc:

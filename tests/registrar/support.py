@@ -73,21 +73,28 @@ class RunningRegistrar:
             timeout=CLIENT_TIMEOUT_SECONDS,
         )
 
-    def stored(self, agent_id: str) -> Optional[dict[str, Any]]:
+    def stored(self, agent_id: str, table: str = "registrar_agents") -> Optional[dict[str, Any]]:
         """The raw database row, read behind the service's back (as an auditor would)."""
+        assert table in ("registrar_agents", "registrar_held")
         conn = sqlite3.connect(str(self.config.sqlite_path()))
         conn.row_factory = sqlite3.Row
         try:
             row = conn.execute(
-                "SELECT * FROM registrar_agents WHERE agent_id = ?", (agent_id,)
+                f"SELECT * FROM {table} WHERE agent_id = ?",  # noqa: S608 - one of two names
+                (agent_id,),
             ).fetchone()
         finally:
             conn.close()
         return None if row is None else dict(row)
 
+    def held(self, agent_id: str) -> Optional[dict[str, Any]]:
+        """A re-registration of an active agent, waiting for its activation."""
+        return self.stored(agent_id, "registrar_held")
+
     def auth_tag(self, agent_id: str) -> str:
-        """The correct tag, from the stored challenge key (what a TPM-holding agent computes)."""
-        row = self.stored(agent_id)
+        """The correct tag, from the stored challenge key (what a TPM-holding agent computes):
+        the held re-registration's when there is one."""
+        row = self.held(agent_id) or self.stored(agent_id)
         assert row is not None
         return expected_auth_tag(row["challenge_key"], agent_id)
 

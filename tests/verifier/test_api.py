@@ -104,9 +104,13 @@ async def test_add_show_list_bulk_stop_reactivate_delete(api: RunningVerifier) -
         assert status["operational_state"] == State.START
         assert status["attestation_status"] == "PENDING"
         assert status["v"] == b64(b"V" * 32)
-        assert (await client.get(f"/{API}/agents/")).json()["results"] == {"uuids": [["a1"]]}
+        assert (await client.get(f"/{API}/agents/")).json()["results"] == {
+            "uuids": [["a1"]],
+            "store_healthy": True,
+            "last_store_error": None,
+        }
         other = await client.get(f"/{API}/agents/", params={"verifier": "elsewhere"})
-        assert other.json()["results"] == {"uuids": []}
+        assert other.json()["results"]["uuids"] == []
         bulk = (await client.get(f"/{API}/agents/", params={"bulk": "True"})).json()["results"]
         assert set(bulk) == {"a1"} and set(bulk["a1"]) == STATUS_KEYS
         again = await client.post(f"/{API}/agents/a1", json=body())
@@ -188,7 +192,7 @@ async def test_bad_requests_are_400(
         response = await client.request(method, path, content=content)
         assert response.status_code == 400, response.text
         assert response.json()["code"] == 400
-        assert (await client.get(f"/{API}/agents/")).json()["results"] == {"uuids": []}
+        assert (await client.get(f"/{API}/agents/")).json()["results"]["uuids"] == []
 
 
 async def test_runtime_policies(api: RunningVerifier) -> None:
