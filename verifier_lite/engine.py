@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Optional
 
 import trio
@@ -43,7 +42,7 @@ from verifier_lite.poller import (
 from verifier_lite.records import AgentRecord
 from verifier_lite.restarts import RestartPolicy
 from verifier_lite.revocation import Notifier
-from verifier_lite.states import POLLING, Event, State
+from verifier_lite.states import POLLING, Event
 from verifier_lite.store import VerifierStore
 from verifier_lite.store_health import StoreUnavailableError
 from verifier_lite.transitions import AgentStates
@@ -163,9 +162,9 @@ class Engine:
         if restart:
             if agent.state not in POLLING:
                 return  # stopped, failed or deleted meanwhile: nothing to resume
-            # Back to START as at start-up: the first quote after a restart is a full one.
-            await self._store.update_agent(agent_id, operational_state=int(State.START))
-            agent = replace(agent, operational_state=int(State.START))
+            # Back to START as at start-up, through the one transition function: the first
+            # quote after a restart is a full one.
+            agent = await self.states.apply(agent, Event.REACTIVATE)
         channel = self._channels(agent)
         try:
             await AgentPoller(self._store, self._settings, self.states.apply).run(agent, channel)
