@@ -19,11 +19,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from attest_protocol.eventlog import BOOT_PCRS
 from attest_protocol.keylime_facts import DATA_PCR, IMA_PCR
 from tenant_lite.errors import UsageError
 
-# keylime/config.py MEASUREDBOOT_PCRS: the PCRs the UEFI event log explains.
-MEASUREDBOOT_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15)
+# keylime/config.py MEASUREDBOOT_PCRS (0-9, 11-15): one definition, shared with the log replay.
+MEASUREDBOOT_PCRS = tuple(sorted(BOOT_PCRS))
 MAX_PCR = 23
 # Keylime's readPolicy accepts up to 24; a PC TPM has PCRs 0..23 (TCG PC Client PTP §4.6).
 

@@ -20,6 +20,7 @@ from attest_protocol.tpm2.constants import TpmAlg, digest_size, hash_for_alg
 
 # PCRs firmware and boot loaders measure into.  PCR 10 belongs to IMA (its own log) and PCRs
 # 16-23 to debug and dynamic launch, so an event for any of them is an error, not skipped.
+# The same set as keylime/config.py MEASUREDBOOT_PCRS, which the tenant adds to the quote mask.
 BOOT_PCRS: frozenset[int] = frozenset(range(10)) | frozenset(range(11, 16))
 # An H-CRTM sequence (TPM2_HashStart .. TPM2_HashEnd) runs at locality 4.
 HCRTM_LOCALITY = 4
