@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from attest_protocol.eventlog import BOOT_PCRS
-from tenant_lite.policy import IMA_PCR, MEASUREDBOOT_PCRS
+from attest_protocol.keylime_facts import IMA_PCR
+from tenant_lite.policy import MEASUREDBOOT_PCRS
 
 # keylime/config.py (7.14.3) MEASUREDBOOT_PCRS, written out so a change on our side shows.
 KEYLIME_MEASUREDBOOT_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15)
