@@ -16,7 +16,7 @@ import os
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +156,24 @@ async def request_json(
 ) -> tuple[int, dict[str, Any]]:
     """One request to the agent on loopback; the status and the decoded JSON envelope."""
     return await trio.to_thread.run_sync(_request, port, ctx, method, path, body)
+
+
+# Keylime's verifier passes through "Provide V" once, after the first good quote of a new
+# agent (keylime/cloud_verifier_tornado.py: the V share goes out, then it returns to
+# "Get Quote"), so a status read right after enrolment may see it.  Each wait here is a
+# condition with a generous deadline, so a busy machine only makes it slower.
+ENROLLED_DEADLINE_SECONDS = 60.0
+TRANSIENT_AFTER_ADD = "Provide V"
+GET_QUOTE_STATE = "Get Quote"
+STATUS_RETRY_SECONDS = 1.25
+
+
+async def first_get_quote(read_status: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """The first status in "Get Quote" after enrolment; "Provide V" may come before it."""
+    deadline = time.monotonic() + ENROLLED_DEADLINE_SECONDS
+    record = await read_status()
+    while record["operational_state"] == TRANSIENT_AFTER_ADD and time.monotonic() < deadline:
+        await trio.sleep(STATUS_RETRY_SECONDS)
+        record = await read_status()
+    assert record["operational_state"] == GET_QUOTE_STATE, record
+    return record

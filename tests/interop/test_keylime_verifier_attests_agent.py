@@ -35,6 +35,7 @@ from edge_agent.tpm import TpmConfig
 from edge_agent.tpm.pytss_backend import PytssTpm
 from edge_agent.tpm.pytss_sync import PcrExtender
 from tests.interop.agent_support import agent_config as interop_agent_config
+from tests.interop.agent_support import first_get_quote
 from tools.keylime_services import KeylimeServices, get_json, start_keylime
 from tools.swtpm import Swtpm
 
@@ -112,25 +113,6 @@ async def cvstatus(keylime: KeylimeServices) -> dict[str, Any]:
     return record
 
 
-# Keylime's verifier passes through "Provide V" once, after the first good quote of a new
-# agent (keylime/cloud_verifier_tornado.py: the V share goes out, then it returns to
-# "Get Quote"), so a status read right after enrolment may see it.  Each wait here is a
-# condition with a generous deadline, so a busy machine only makes it slower.
-ENROLLED_DEADLINE_SECONDS = 60.0
-TRANSIENT_AFTER_ADD = "Provide V"
-
-
-async def first_get_quote(keylime: KeylimeServices) -> dict[str, Any]:
-    """The first status in "Get Quote" after enrolment; "Provide V" may come before it."""
-    deadline = time.monotonic() + ENROLLED_DEADLINE_SECONDS
-    record = await cvstatus(keylime)
-    while record["operational_state"] == TRANSIENT_AFTER_ADD and time.monotonic() < deadline:
-        await trio.sleep(STATUS_EVERY_SECONDS / 4)
-        record = await cvstatus(keylime)
-    assert record["operational_state"] == GET_QUOTE, record
-    return record
-
-
 async def test_keylime_verifier_attests_our_agent(
     swtpm: Swtpm,
     keylime: KeylimeServices,
@@ -160,7 +142,7 @@ async def test_keylime_verifier_attests_our_agent(
         )
         assert added.returncode == 0, added.stdout + added.stderr + verifier_log(keylime)
 
-        first = await first_get_quote(keylime)
+        first = await first_get_quote(lambda: cvstatus(keylime))
         start = time.monotonic()
         counts = [(0.0, first["attestation_count"])]
         while time.monotonic() - start < ATTESTED_SECONDS:
