@@ -25,7 +25,7 @@ from cryptography import x509
 from registrar_lite.app import create_app
 from registrar_lite.config import RegistrarConfig
 from registrar_lite.identity import load_trust_store
-from registrar_lite.service import Registrar
+from registrar_lite.metrics import MeteredRegistrar, RegistrarMetrics, attach_metrics
 from registrar_lite.store import SqliteAgentStore
 from service_kit.listen import bind, hypercorn_config, serve_app
 
@@ -74,11 +74,13 @@ async def serve_registrar(
     try:
         with _listeners(config) as (plain, tls):
             ports = BoundPorts(config.ip, plain.getsockname()[1], tls.getsockname()[1])
+            metrics = RegistrarMetrics()
             app = create_app(
-                Registrar(store, trust),
+                MeteredRegistrar(store, trust, metrics=metrics),
                 tls_port=ports.tls_port,
                 max_body_bytes=config.max_body_bytes,
             )
+            attach_metrics(app, metrics, ports.tls_port)
             async with trio.open_nursery() as nursery:
                 await nursery.start(
                     partial(serve_app, app, hc, tls=(tls,), plain=(plain,), shutdown=shutdown)

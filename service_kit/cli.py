@@ -19,6 +19,7 @@ from typing import Callable, Optional, TypeVar
 import trio
 
 from attest_protocol.cli import base_parser
+from service_kit.jsonlog import LOG_FORMATS, configure_logging
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -40,6 +41,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", type=Path, help="TOML configuration file")
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"
+    )
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="text, or one JSON object a line"
     )
 
 
@@ -77,7 +81,7 @@ def service_main(
     if args.check_config:
         print(f"{parser.prog}: configuration OK")
         return EXIT_OK
-    logging.basicConfig(level=logging.INFO, format=SERVICE_LOG_FORMAT)
+    configure_logging(getattr(args, "log_format", "text"), SERVICE_LOG_FORMAT)
     try:
         run(config)
     except BaseExceptionGroup as group:

@@ -167,7 +167,9 @@ class Engine:
             agent = await self.states.apply(agent, Event.REACTIVATE)
         channel = self._channels(agent)
         try:
-            await AgentPoller(self._store, self._settings, self.states.apply).run(agent, channel)
+            await AgentPoller(
+                self._store, self._settings, self.states.apply, self.states.metrics
+            ).run(agent, channel)
         finally:
             with trio.CancelScope(shield=True):
                 await channel.aclose()

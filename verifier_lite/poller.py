@@ -33,6 +33,7 @@ from verifier_lite.checks import (
 from verifier_lite.errors import AgentContactError, AgentProtocolError
 from verifier_lite.failures import Component, FailureEvent, event, most_severe
 from verifier_lite.measured_boot import MbPolicy, load_mb_policy
+from verifier_lite.metrics import VerifierMetrics, timed
 from verifier_lite.records import AgentRecord
 from verifier_lite.states import POLLING, Event, State
 from verifier_lite.store import VerifierStore
@@ -99,8 +100,13 @@ class Transition(Protocol):
 
 class AgentPoller:
     def __init__(
-        self, store: VerifierStore, settings: EngineSettings, transition: Transition
+        self,
+        store: VerifierStore,
+        settings: EngineSettings,
+        transition: Transition,
+        metrics: Optional[VerifierMetrics] = None,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._settings = settings
         self._transition = transition
@@ -198,7 +204,9 @@ class AgentPoller:
             ima_ml_entry=memory.ima_state.next_entry if memory.ima_state is not None else 0,
         )
         try:
-            evidence = parse_evidence(await channel.integrity_quote(memory.version, request))
+            with timed(self._metrics.round_trip if self._metrics else None):
+                answer = await channel.integrity_quote(memory.version, request)
+            evidence = parse_evidence(answer)
         except AgentContactError:
             raise  # retried by _step; it is an AttestProtocolError too, so it goes first
         except (AgentProtocolError, AttestProtocolError) as exc:
@@ -206,7 +214,8 @@ class AgentPoller:
             failure = event(Component.QUOTE_VALIDATION, "invalid_data", context, False)
             return await self._transition(agent, Event.QUOTE_INVALID, failure=failure)
         memory.contact_failures = 0
-        result = check_evidence(self._check_input(agent, memory, nonce), evidence)
+        with timed(self._metrics.check_time if self._metrics else None):
+            result = check_evidence(self._check_input(agent, memory, nonce), evidence)
         return await self._record(agent, memory, evidence, result, full=full)
 
     def _check_input(self, agent: AgentRecord, memory: _Memory, nonce: str) -> CheckInput:

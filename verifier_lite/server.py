@@ -33,6 +33,7 @@ from verifier_lite.app import create_app
 from verifier_lite.config import VerifierConfig
 from verifier_lite.engine import ChannelFactory, Engine, EngineSettings
 from verifier_lite.errors import ConfigError
+from verifier_lite.metrics_http import attach_metrics
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
 from verifier_lite.service import Verifier
@@ -144,6 +145,7 @@ async def serve_verifier(
         try:
             bound = BoundPort(config.ip, sock.getsockname()[1])
             app = create_app(Verifier(store, engine, config), max_body_bytes=config.max_body_bytes)
+            attach_metrics(app, store, engine, config.uuid)
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
                 await nursery.start(

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Optional, TypeVar
 
 from attest_protocol.errors import AttestProtocolError
+from verifier_lite.metrics import VerifierMetrics
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
 from verifier_lite.store import VerifierStore
 from verifier_lite.store_lock import DatabaseLock
@@ -96,17 +97,25 @@ class MonitoredStore:
         self.inner = inner
         self.health = StoreHealth()
         self._lock = lock  # store_lock.py: released when the store is closed
+        self.metrics: Optional[VerifierMetrics] = None  # latency and faults, when served
 
     async def _call(self, op: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+        started = time.perf_counter()
         try:
             result = await op()
         except _NOT_AN_OUTAGE:
             raise
         except _OUTAGE as exc:
+            self._observe(started, failed=True)
             self.health.failed(exc, write=write)
             raise StoreUnavailableError(exc) from exc
+        self._observe(started, failed=False)
         self.health.succeeded(write=write)
         return result
+
+    def _observe(self, started: float, *, failed: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.store_call(time.perf_counter() - started, failed=failed)
 
     async def add_agent(
         self,

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import trio
 
 from verifier_lite.failures import FailureEvent
+from verifier_lite.metrics import VerifierMetrics
 from verifier_lite.poller import AgentGone
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
@@ -31,6 +32,7 @@ class AgentStates:
         self._store = store
         self._notifier = notifier
         self.nursery: Optional[trio.Nursery] = None
+        self.metrics: Optional[VerifierMetrics] = None  # counted once the store took a change
 
     async def apply(
         self,
@@ -51,6 +53,8 @@ class AgentStates:
             agent.agent_id, operational_state=int(new), **changes
         ):
             raise AgentGone(agent.agent_id)
+        if self.metrics is not None:
+            self.metrics.transition(ev, changes)
         if new != agent.state:
             log.info(
                 "agent %s: %s -> %s on %s", agent.agent_id, agent.state.name, new.name, ev.value
@@ -75,3 +79,5 @@ class AgentStates:
             return
         others = await self._store.list_agents(agent.verifier_id)
         self._notifier.notify(self.nursery, agent, others, msgtype, failure)
+        if self.metrics is not None and self._notifier.enabled:
+            self.metrics.revocation(msgtype)

@@ -24,6 +24,7 @@ DEBIAN_NAMES: dict[str, tuple[str, ...]] = {
     "tpm2_pytss": ("python3-tpm2-pytss",),
     "httpx": ("python3-httpx",),
     "hypercorn": ("python3-hypercorn",),
+    "prometheus_client": ("python3-prometheus-client",),
     "quart_trio": ("python3-quart-trio",),
     "quart": ("python3-quart", "python3-quart-trio"),
     "werkzeug": ("python3-werkzeug", "python3-quart", "python3-quart-trio"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -131,3 +132,33 @@ def test_sigterm_stops_the_service(tls_files: TlsFiles, tmp_path: Path) -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_json_log_format(tls_files: TlsFiles, tmp_path: Path) -> None:
+    """``--log-format json``: every line the running service logs is one JSON object."""
+    cfg = _toml(
+        tmp_path,
+        f'ip = "{LOOPBACK}"\nport = 0\ntls_port = 0\ndata_dir = "{tmp_path / "reg"}"\n'
+        f'tls_dir = "{tls_files.directory}"\n',
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "registrar_lite.cli", "-c", str(cfg), "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith("limelet-registrar: http ")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=SHUTDOWN_TIMEOUT_SECONDS) == 0
+        lines = [json.loads(text) for text in process.stderr.read().splitlines()]
+    finally:
+        process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    messages = {(line["logger"], line["message"]) for line in lines}
+    assert ("limelet.registrar", "signal SIGTERM: shutting down") in messages, lines
+    assert all(line["level"] and line["timestamp"] for line in lines)
