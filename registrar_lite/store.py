@@ -63,16 +63,7 @@ class AgentRecord:
 
 _COLUMNS = tuple(f.name for f in fields(AgentRecord))
 assert _COLUMNS == store_held.COLUMNS  # noqa: S101 - the held table mirrors this one
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS registrar_agents (
-    agent_id TEXT PRIMARY KEY NOT NULL,
-    ek_tpm BLOB NOT NULL, ekcert BLOB, aik_tpm BLOB NOT NULL,
-    iak_tpm BLOB, iak_cert BLOB, idevid_tpm BLOB, idevid_cert BLOB,
-    iak_attest BLOB, iak_sign BLOB,
-    mtls_cert TEXT, ip TEXT, port INTEGER,
-    challenge_key TEXT NOT NULL, active INTEGER NOT NULL, regcount INTEGER NOT NULL
-)
-"""
+_SCHEMA = store_held.record_table_schema("registrar_agents")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM registrar_agents"  # noqa: S608 - constant
 _UPSERT = (
     f"INSERT OR REPLACE INTO registrar_agents ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant

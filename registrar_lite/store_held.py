@@ -21,16 +21,24 @@ COLUMNS = (
     "idevid_cert", "iak_attest", "iak_sign", "mtls_cert", "ip", "port", "challenge_key",
     "active", "regcount",
 )  # fmt: skip
-HELD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS registrar_held (
+# The columns of an agent record, shared by the active table and the held one so the two
+# can never drift apart.
+_RECORD_COLUMNS_SQL = """
     agent_id TEXT PRIMARY KEY NOT NULL,
     ek_tpm BLOB NOT NULL, ekcert BLOB, aik_tpm BLOB NOT NULL,
     iak_tpm BLOB, iak_cert BLOB, idevid_tpm BLOB, idevid_cert BLOB,
     iak_attest BLOB, iak_sign BLOB,
     mtls_cert TEXT, ip TEXT, port INTEGER,
     challenge_key TEXT NOT NULL, active INTEGER NOT NULL, regcount INTEGER NOT NULL
-)
 """
+
+
+def record_table_schema(table: str) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for a table of agent records named ``table``."""
+    return f"\nCREATE TABLE IF NOT EXISTS {table} ({_RECORD_COLUMNS_SQL})\n"
+
+
+HELD_SCHEMA = record_table_schema("registrar_held")
 _NAMES = ", ".join(COLUMNS)
 _HOLD = (
     f"INSERT OR REPLACE INTO registrar_held ({_NAMES}) "  # noqa: S608 - constant
