@@ -26,7 +26,8 @@
     ├── FieldError                      an IMA field value (ima/fields.py)
     ├── UnsupportedKeyError             a policy key neither RSA nor EC (policy/keys.py)
     ├── EkTrustError                    EK certificate chain checks (ek_trust.py)
-    │   └── UntrustedChainError
+    │   ├── UntrustedChainError
+    │   └── TrustStoreError             the trust store directory is missing or empty
     ├── BootstrapCryptoError            K/U/V and payloads (bootstrap_keys.py)
     │   ├── KeyLengthError, KeyShareError, PayloadFormatError, PayloadAuthError
     │   └── NkKeyError                  the agent's NK public key cannot encrypt a share
