@@ -73,15 +73,15 @@ class AgentGone(Exception):
 
 @dataclass
 class _Memory:
-    """What one task keeps between quotes; rebuilt from a full quote after a restart."""
+    """What one task keeps between quotes that the store does not; rebuilt from a full quote
+    after a restart.  The NK public key and boot time are the agent record's."""
 
     version: ApiVersion
     runtime_policy: Optional[RuntimePolicy]
     mb_policy: Optional[MbPolicy] = None
-    public_key: Optional[str] = None
+    full_quote_due: bool = True  # Keylime asks for the NK key in the task's first quote
     clock: Optional[ClockInfo] = None
     ima_state: Optional[ImaState] = None
-    boottime: int = 0
     contact_failures: int = 0
 
 
@@ -140,7 +140,6 @@ class AgentPoller:
             if str(version) != agent.supported_version:
                 await self._store.update_agent(agent.agent_id, supported_version=str(version))
             memory = _Memory(version, runtime_policy, await self._load_mb_policy(agent))
-            memory.boottime = agent.boottime
             memory.contact_failures = scratch.contact_failures
             return agent, memory
 
@@ -181,9 +180,9 @@ class AgentPoller:
     async def _provide_v(
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
     ) -> AgentRecord:
-        if agent.v is None or memory.public_key is None:
+        if agent.v is None or memory.full_quote_due or not agent.public_key:
             return await self._transition(agent, Event.V_DELIVERED)  # nothing to deliver
-        await channel.provide_v(memory.version, encrypt_v(memory.public_key, agent.v))
+        await channel.provide_v(memory.version, encrypt_v(agent.public_key, agent.v))
         memory.contact_failures = 0
         log.info("agent %s: V delivered", agent.agent_id)
         return await self._transition(agent, Event.V_DELIVERED)
@@ -191,7 +190,7 @@ class AgentPoller:
     async def _quote(
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
     ) -> AgentRecord:
-        full = memory.public_key is None
+        full = memory.full_quote_due
         nonce = new_nonce()
         request = QuoteRequest(
             nonce=nonce,
@@ -226,11 +225,11 @@ class AgentPoller:
             accept_enc_algs=agent.accept_tpm_encryption_algs,
             accept_sign_algs=agent.accept_tpm_signing_algs,
             tpm_policy=parse_tpm_policy(agent.tpm_policy),
-            public_key_pem=memory.public_key,
+            public_key_pem=None if memory.full_quote_due else agent.public_key or None,
             previous_clock=memory.clock,
             runtime_policy=memory.runtime_policy,
             ima_state=memory.ima_state,
-            boottime=memory.boottime,
+            boottime=agent.boottime,
             mb_policy=memory.mb_policy,
         )
 
@@ -256,22 +255,24 @@ class AgentPoller:
                 Component.QUOTE_VALIDATION, "no_pubkey", "agent sent no public key", False
             )
             return await self._transition(agent, Event.QUOTE_INVALID, failure=failure)
-        memory.public_key = result.public_key_pem
+        memory.full_quote_due = False
         memory.clock = result.clock
         memory.ima_state = result.ima_state
-        memory.boottime = evidence.boottime
         v_due = full and agent.v is not None and agent.state in (State.START, State.GET_QUOTE_RETRY)
         ev = Event.QUOTE_OK_V_DUE if v_due else Event.QUOTE_OK
-        agent = await self._transition(agent, ev, **_attested(agent, evidence, memory, now))
+        changes = _attested(agent, evidence, result.public_key_pem, now)
+        agent = await self._transition(agent, ev, **changes)
         if agent.state is State.GET_QUOTE:
             await trio.sleep(self._settings.quote_interval)
         return agent
 
 
-def _attested(agent: AgentRecord, evidence: Evidence, memory: _Memory, now: int) -> dict[str, Any]:
+def _attested(
+    agent: AgentRecord, evidence: Evidence, public_key: Optional[str], now: int
+) -> dict[str, Any]:
     """The columns a good quote updates (Keylime: attestation_count, timestamps, algorithms)."""
     return {
-        "public_key": memory.public_key or "",
+        "public_key": public_key or "",
         "hash_alg": evidence.hash_alg,
         "enc_alg": evidence.enc_alg,
         "sign_alg": evidence.sign_alg,
