@@ -94,6 +94,7 @@ class Transition(Protocol):
         ev: Event,
         *,
         failure: Optional[FailureEvent] = None,
+        ima_entries: Optional[int] = None,
         **changes: Any,
     ) -> AgentRecord: ...
 
@@ -262,7 +263,10 @@ class AgentPoller:
         memory.boottime = evidence.boottime
         v_due = full and agent.v is not None and agent.state in (State.START, State.GET_QUOTE_RETRY)
         ev = Event.QUOTE_OK_V_DUE if v_due else Event.QUOTE_OK
-        agent = await self._transition(agent, ev, **_attested(agent, evidence, memory, now))
+        entries = None if memory.ima_state is None else memory.ima_state.next_entry
+        agent = await self._transition(
+            agent, ev, ima_entries=entries, **_attested(agent, evidence, memory, now)
+        )
         if agent.state is State.GET_QUOTE:
             await trio.sleep(self._settings.quote_interval)
         return agent
