@@ -58,6 +58,7 @@ STATUS_JS = """
       refresh();
     }
     form.addEventListener("input", changed);
+    form.addEventListener("change", changed);
     form.addEventListener("submit", function (e) { e.preventDefault(); changed(); });
   }
   wire();

@@ -154,7 +154,7 @@ def fleet_fragment(
     return (
         f'<section id="summary"><h1>{len(all_rows)} agents</h1><p>{summary}</p>'
         f'<p class="states">{states}</p><p class="rule">PASS means a good quote within the '
-        f"last {int(max_interval)} s (5 &times; quote_interval); an older one reads PENDING."
+        f"last {max_interval:g} s (5 &times; quote_interval); an older one reads PENDING."
         f'</p><p class="stamp">as of {_e(_utc(now))}</p></section>'
         f'<table id="agents"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     )
