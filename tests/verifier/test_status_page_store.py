@@ -36,14 +36,14 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
         async def sqlite() -> SqliteVerifierStore:
             return await SqliteVerifierStore.open(path)
 
-        return sqlite  # type: ignore[return-value]
+        return sqlite
     url: str = request.getfixturevalue("postgres_url")
     from verifier_lite.store_postgres import PostgresVerifierStore
 
     async def postgres() -> PostgresVerifierStore:
         return await PostgresVerifierStore.open(url)
 
-    return postgres  # type: ignore[return-value]
+    return postgres
 
 
 async def test_the_timeline_keeps_the_newest_per_agent(opener: Opener) -> None:
