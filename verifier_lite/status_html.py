@@ -160,6 +160,10 @@ def fleet_fragment(
     )
 
 
+def _agents(n: int) -> str:
+    return "1 agent" if n == 1 else f"{n} agents"
+
+
 def _failed_first(state: int) -> int:
     return 0 if state in (State.FAILED, State.INVALID_QUOTE, State.TENANT_FAILED) else 1
 
