@@ -152,7 +152,7 @@ def fleet_fragment(
         '<tr><td colspan="8" class="empty">no agent matches</td></tr>'
     )
     return (
-        f'<section id="summary"><h1>{len(all_rows)} agents</h1><p>{summary}</p>'
+        f'<section id="summary"><h1>{_agents(len(all_rows))}</h1><p>{summary}</p>'
         f'<p class="states">{states}</p><p class="rule">PASS means a good quote within the '
         f"last {max_interval:g} s (5 &times; quote_interval); an older one reads PENDING."
         f'</p><p class="stamp">as of {_e(_utc(now))}</p></section>'
