@@ -136,7 +136,7 @@ def evidence(event_id: Optional[str], context: Optional[str]) -> list[tuple[str,
         ("data", "data"),
         ("error", "error"),
     ):
-        if key in body:
+        if key in body and body[key] not in ("", None, []):
             rows.append((label, _text(body[key])))
     return rows
 

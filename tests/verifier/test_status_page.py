@@ -14,8 +14,11 @@ import trio
 
 from tests.cv_ca import TlsFiles
 from tests.verifier.memory_store import MemoryStore
-from tests.verifier.support import verifier_config
+from tests.verifier.support import RunningVerifier, verifier_config
+from tests.verifier.test_ima_swtpm import FILES, policy_for
+from tests.verifier.test_ima_swtpm import run as ima_run
 from tests.verifier.test_store import record
+from tools.swtpm import Swtpm
 from verifier_lite import status_html as html
 from verifier_lite.config import VerifierConfig, status_page_host_port
 from verifier_lite.errors import ConfigError
@@ -186,3 +189,36 @@ async def test_bad_requests_are_4xx(
             .headers["content-type"]
             .startswith("text/javascript")
         )
+
+
+@pytest.mark.swtpm
+@pytest.mark.parametrize("outcome", ["pass", "fail"])
+async def test_ima_progress_and_the_failing_entry_are_shown(
+    nursery: trio.Nursery, swtpm: Swtpm, tls_files: TlsFiles, tmp_path: Path, outcome: str
+) -> None:
+    """A real IMA log on swtpm: the fleet counts the entries checked; a file outside the
+    policy shows on the agent's page as the IMA entry and its path."""
+    config = verifier_config(tmp_path / "v", tls_files, status_page_address="127.0.0.1:0")
+    bound = await nursery.start(serve_verifier, config)
+    verifier = RunningVerifier(config, bound, tls_files)
+    allowed = {k: v for k, v in FILES.items() if outcome == "pass" or k != "/etc/hostname"}
+    status = await ima_run(nursery, swtpm, tls_files, verifier, tmp_path, policy_for(allowed))
+    async with httpx.AsyncClient(base_url=str(bound.status_url), timeout=30) as client:
+        fleet = (await client.get("/fleet")).text
+        agent = (await client.get("/agents/ima1/fragment")).text
+    if outcome == "pass":
+        assert status["operational_state"] == State.GET_QUOTE
+        # Every entry of the log was checked: the next quote asks for the one after them.
+        assert f"<td>{len(FILES)}</td></tr>" in fleet, fleet
+        assert "<dt>IMA entries checked</dt><dd>3</dd>" in agent
+        assert "<dt>Runtime policy</dt><dd>ima1</dd>" in agent
+        return
+    assert status["operational_state"] == State.INVALID_QUOTE
+    assert "ima.validation.ima-ng.not_in_allowlist" in fleet
+    assert "a measured file does not match the runtime policy" in fleet
+    assert '<section id="failure">' in agent
+    # /etc/hostname is the log's third line (ImaFailure.entry: the line number in the log).
+    assert "<th>IMA entry</th><td><code>3</code></td>" in agent, agent
+    assert "<th>detail</th>" not in agent  # an empty fact is left out
+    assert "<th>path</th><td><code>/etc/hostname</code></td>" in agent, agent
+    assert "Start &rarr; Invalid Quote" in agent, agent

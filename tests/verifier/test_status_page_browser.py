@@ -1,11 +1,12 @@
 """The status page in a real browser: headless chromium over three fake agents on swtpm.
 
-A person opens the fleet page and sees three PASS rows; PCR 23 of one agent's TPM is
-extended behind its back, and without reloading, that agent's row turns red with its reason
-in words; the search box and the status filter narrow the table; the agent's own page shows
-its timeline and the PCR that failed, expected against got.  No page carries V or a key.
-The fleet page is saved as a screenshot (docs/images/status-page.png with
-LIMELET_UPDATE_SCREENSHOTS=1).  Without chromium the test skips loudly; with CI set it fails.
+A person opens the fleet page and sees three PASS rows (the IMA agent's counts the log
+entries checked); PCR 23 of one agent's TPM is extended behind its back, and without
+reloading, that agent's row turns red with its reason in words; the search box and the
+status filter narrow the table; the agent's own page shows its timeline and the PCR that
+failed, expected against got.  No page carries V or a key.  The fleet page is saved as a
+screenshot (docs/images/status-page.png with LIMELET_UPDATE_SCREENSHOTS=1).  Without
+chromium the test skips loudly; with CI set it fails.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.cv_ca import TlsFiles
 from tests.verifier.conftest import open_fake_agent
 from tests.verifier.fake_agent import FakeAgent
 from tests.verifier.support import API, RunningVerifier, add_body, b64, verifier_config
+from tests.verifier.test_ima_swtpm import FILES, policy_for, write_ima_log
 from tests.verifier.test_store_outage_swtpm import PCR, extend_pcr
 from tools.status_browser import browser_missing, open_browser
 from tools.swtpm import Swtpm, SwtpmState
@@ -37,8 +39,10 @@ pytestmark = pytest.mark.swtpm
 
 AGENTS = ("web-1", "web-2", "db-1")
 TAMPERED = "db-1"
+WITH_IMA = "web-2"  # its TPM carries an emulated IMA log, checked against a runtime policy
 WAIT_SECONDS = 90.0  # generous: eight developers share two cores
 V = bytes(range(32))
+NO_IMA = "\N{EN DASH}"  # status_html's &ndash; for an agent without a runtime policy
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "status-page.png"
 
 
@@ -122,10 +126,14 @@ async def start_fleet(
     nursery: trio.Nursery, stack: AsyncExitStack, template: SwtpmState, tls: TlsFiles, tmp: Path
 ) -> tuple[RunningVerifier, dict[str, FakeAgent]]:
     agents = {}
+    ima_log = tmp / "ascii_runtime_measurements"
     for agent_id in AGENTS:
         tpm = stack.enter_context(Swtpm(template, tmp / f"swtpm-{agent_id}"))
+        if agent_id == WITH_IMA:  # before the agent connects: swtpm serves one client
+            await trio.to_thread.run_sync(write_ima_log, tpm.tcti, ima_log)
+        log = ima_log if agent_id == WITH_IMA else None
         agents[agent_id] = await stack.enter_async_context(
-            open_fake_agent(nursery, tpm, tls, tmp / agent_id)
+            open_fake_agent(nursery, tpm, tls, tmp / agent_id, ima_log=log)
         )
     config = verifier_config(tmp / "verifier", tls, status_page_address="127.0.0.1:0")
     verifier = RunningVerifier(config, await nursery.start(serve_verifier, config), tls)
@@ -135,6 +143,7 @@ async def start_fleet(
             body = add_body(
                 ak_tpm=agent.ak_public, mtls_cert=agent.cert_pem, port=agent.port, v=V,
                 tpm_policy=pinned if agent_id == TAMPERED else '{"mask": "0x10000"}',
+                runtime_policy=b64(policy_for(FILES).encode()) if agent_id == WITH_IMA else "",
             )  # fmt: skip
             response = await client.post(f"/{API}/agents/{agent_id}", json=body)
             assert response.status_code == 200, response.text
@@ -152,6 +161,7 @@ def see_all_passing(driver: WebDriver, url: str, agents: dict[str, FakeAgent]) -
         assert klass == "pass", (agent_id, cells)
         assert cells[:4] == [agent_id, f"127.0.0.1:{agent.port}", "Get Quote", "PASS"]
         assert cells[4].endswith("s ago") and int(cells[5]) >= 2
+        assert cells[7] == (str(len(FILES)) if agent_id == WITH_IMA else NO_IMA), cells
 
 
 def see_the_failure(driver: WebDriver) -> None:
