@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Optional
 
@@ -88,8 +89,20 @@ class StatusPage:
             raise AgentNotFoundError(agent_id)
         progress = self.verifier.engine.states.ima_progress.get(agent_id)
         row = html.agent_row(record, now=now, max_interval=self.max_interval, ima_entries=progress)
+        row = await self._policy_names(row)
         events = await self.verifier.store.timeline(agent_id, TIMELINE_EVENTS_PER_AGENT)
         return html.agent_fragment(row, events, now)
+
+    async def _policy_names(self, row: html.AgentRow) -> html.AgentRow:
+        """Blank a policy name that stands for no policy: Keylime stores the empty runtime
+        policy under the agent's id, and a measured-boot record may hold none."""
+        runtime = await self.verifier.store.get_runtime_policy(row.runtime_policy_name)
+        mb = await self.verifier.store.get_mb_policy(row.mb_policy_name)
+        return replace(
+            row,
+            runtime_policy_name=row.runtime_policy_name if runtime and runtime.has_policy else "",
+            mb_policy_name=row.mb_policy_name if mb and mb.mb_policy is not None else "",
+        )
 
 
 def _filters() -> tuple[str, str]:

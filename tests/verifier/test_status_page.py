@@ -181,6 +181,10 @@ async def test_bad_requests_are_4xx(
         ):
             response = await client.get(path)
             assert response.status_code == code, (path, response.text)
+        for hostile in ("%00", "%ff%fe", "\u202e", "..%2f..%2fetc", "x" * 10_000, "%"):
+            for path in (f"/agents/{hostile}", f"/?q={hostile}", f"/fleet?status={hostile}"):
+                response = await client.get(path)
+                assert 400 <= response.status_code < 500 or response.status_code == 200, path
         assert (await client.post("/", content=b"x")).status_code == 405
         rebound = await client.get("/", headers={"Host": "evil.example:80"})
         assert rebound.status_code == 400

@@ -197,6 +197,8 @@ def filter_the_table(driver: WebDriver) -> None:
 def open_the_agent(driver: WebDriver) -> str:
     until(driver, lambda d: click_link(d, TAMPERED), "a click on the agent's link")
     until(driver, lambda d: d.current_url.endswith(f"/agents/{TAMPERED}"), "the agent page")
+    facts = driver.find_element("id", "agent").text
+    assert "Runtime policy\n(none)" in facts and "Invalid Quote" in facts, facts
     timeline = driver.find_element("id", "timeline").text
     assert "Start → Get Quote" in timeline or "Start → Provide V" in timeline, timeline
     assert "Get Quote → Invalid Quote" in timeline, timeline
@@ -229,6 +231,10 @@ async def test_a_person_sees_the_fleet_and_the_tampered_agent(
                 await trio.to_thread.run_sync(driver.save_screenshot, str(SCREENSHOT))
             fleet_source = str(driver.page_source)
             agent_source = await trio.to_thread.run_sync(open_the_agent, driver)
+            await trio.to_thread.run_sync(driver.save_screenshot, str(tmp_path / "agent.png"))
+            if os.environ.get("LIMELET_UPDATE_SCREENSHOTS") == "1":
+                shot = str(SCREENSHOT.with_name("status-agent.png"))
+                await trio.to_thread.run_sync(driver.save_screenshot, shot)
         assert (tmp_path / "fleet.png").read_bytes().startswith(b"\x89PNG")
         for source in (fleet_source, agent_source):
             assert b64(V) not in source
