@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import httpx
@@ -226,3 +227,17 @@ async def test_ima_progress_and_the_failing_entry_are_shown(
     assert "<th>detail</th>" not in agent  # an empty fact is left out
     assert "<th>path</th><td><code>/etc/hostname</code></td>" in agent, agent
     assert "Start &rarr; Invalid Quote" in agent, agent
+
+
+def test_no_browser_skips_loudly_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.verifier import test_status_page_browser as browser_test
+    from tools import status_browser
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert status_browser.browser_missing() == "chromium not found (Debian package chromium)"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="NOT tested in a browser"):
+        browser_test.require_browser()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium not found"):
+        browser_test.require_browser()
