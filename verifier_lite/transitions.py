@@ -69,6 +69,8 @@ class AgentStates:
             self.metrics.transition(ev, changes)
         if ima_entries is not None:
             self.ima_progress[agent.agent_id] = ima_entries
+        elif ev in (Event.REACTIVATE, Event.DELETE):
+            self.ima_progress.pop(agent.agent_id, None)  # polling starts over from entry 0
         if new != agent.state or failure is not None:
             await self._record(agent, new, ev, failure)
         updated = await self._store.get_agent(agent.agent_id)

@@ -139,6 +139,8 @@ async def test_apply_records_changes_and_failures_with_log_fields(
     assert events[0].event_id == "pcr_validation.invalid_pcr_16"
     assert json.loads(events[0].context or "") == {"got": "ab", "expected": "cd"}
     assert states.ima_progress == {"a1": 12}
+    await states.apply(await store.get_agent("a1") or record(), Event.REACTIVATE)
+    assert states.ima_progress == {}
     logged = [r for r in caplog.records if getattr(r, "event_id", None)]
     assert logged and all(r.__dict__["agent_id"] == "a1" for r in logged)
     assert {r.__dict__["reason"] for r in logged} == {
