@@ -22,6 +22,7 @@ from typing import Optional
 from attest_protocol.settings import range_error
 from registrar_lite.errors import ConfigError
 from service_kit import settings as kit
+from service_kit.jsonlog import LOG_FORMATS
 
 ENV_PREFIX = "LIMELET_REGISTRAR_"
 DEFAULT_IP = "127.0.0.1"
@@ -55,8 +56,11 @@ class RegistrarConfig(kit.TlsFilesMixin):
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
     shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
+    log_format: str = "text"  # or "json"; the --log-format flag wins (service_kit/cli.py)
 
     def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError("log_format", f"expected one of {list(LOG_FORMATS)}")
         bad = range_error(
             self,
             ports=("port", "tls_port"),

@@ -18,6 +18,7 @@ Relative certificate paths are resolved against the TLS directory.  ``database_u
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Optional
 
 from attest_protocol.settings import range_error
 from service_kit import settings as kit
+from service_kit.jsonlog import LOG_FORMATS
 from verifier_lite.errors import ConfigError
 
 ENV_PREFIX = "LIMELET_VERIFIER_"
@@ -48,6 +50,9 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 # A runtime policy may be tens of MiB (Keylime caps at its tornado default of 100 MiB);
 # 16 MiB covers a full distribution allowlist and bounds memory per request.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# The status page (verifier_lite/status_page.py): off unless given a loopback ip:port, e.g.
+# "127.0.0.1:8882" (plain HTTP, so never on an address other hosts reach).
+DEFAULT_STATUS_PAGE_ADDRESS = ""
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,11 @@ class VerifierConfig(kit.TlsFilesMixin):
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
     shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
+    status_page_address: str = DEFAULT_STATUS_PAGE_ADDRESS
+    log_format: str = "text"  # or "json"; the --log-format flag wins (service_kit/cli.py)
 
     def __post_init__(self) -> None:
+        self._check_status_and_logs()
         positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
         bad = range_error(
             self,
@@ -97,6 +105,12 @@ class VerifierConfig(kit.TlsFilesMixin):
             raise ConfigError("enabled_revocation_notifications", f"unknown: {sorted(unknown)}")
         if "webhook" in self.revocation_notifiers and not self.webhook_url:
             raise ConfigError("webhook_url", "required when 'webhook' notifications are enabled")
+
+    def _check_status_and_logs(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError("log_format", f"expected one of {list(LOG_FORMATS)}")
+        if self.status_page_address:
+            status_page_host_port(self.status_page_address)
 
     @property
     def revocation_notifiers(self) -> frozenset[str]:
@@ -124,6 +138,23 @@ class VerifierConfig(kit.TlsFilesMixin):
     def sqlite_path(self) -> Path:
         """The database file named by ``database_url`` (only SQLite is implemented)."""
         return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
+
+
+def status_page_host_port(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:8882"`` or ``"[::1]:8882"`` as (ip, port); ConfigError unless the ip
+    is a loopback address: the page is plain HTTP without client authentication."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+        number = int(port)
+    except ValueError:
+        loopback, number = False, -1
+    if not sep or not loopback:
+        raise ConfigError("status_page_address", "must be a loopback ip:port, e.g. 127.0.0.1:8882")
+    if not 0 <= number <= 65535:
+        raise ConfigError("status_page_address", "port must be 0-65535")
+    return host, number
 
 
 def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> VerifierConfig:

@@ -94,6 +94,7 @@ class Transition(Protocol):
         ev: Event,
         *,
         failure: Optional[FailureEvent] = None,
+        ima_entries: Optional[int] = None,
         **changes: Any,
     ) -> AgentRecord: ...
 
@@ -260,8 +261,9 @@ class AgentPoller:
         memory.ima_state = result.ima_state
         v_due = full and agent.v is not None and agent.state in (State.START, State.GET_QUOTE_RETRY)
         ev = Event.QUOTE_OK_V_DUE if v_due else Event.QUOTE_OK
+        entries = None if memory.ima_state is None else memory.ima_state.next_entry
         changes = _attested(agent, evidence, result.public_key_pem, now)
-        agent = await self._transition(agent, ev, **changes)
+        agent = await self._transition(agent, ev, ima_entries=entries, **changes)
         if agent.state is State.GET_QUOTE:
             await trio.sleep(self._settings.quote_interval)
         return agent

@@ -37,6 +37,7 @@ from verifier_lite.metrics_http import attach_metrics
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
 from verifier_lite.service import Verifier
+from verifier_lite.status_page import serve_status_page
 from verifier_lite.store import SqliteVerifierStore, VerifierStore
 from verifier_lite.store_health import MonitoredStore
 from verifier_lite.store_lock import lock_database
@@ -51,6 +52,7 @@ POSTGRES_URL_START = "postgres"  # postgresql://, postgres://, postgresql+psycop
 class BoundPort:
     ip: str
     port: int
+    status_url: Optional[str] = None  # the status page's, when status_page_address is set
 
 
 def http_channels(config: VerifierConfig) -> ChannelFactory:
@@ -144,7 +146,8 @@ async def serve_verifier(
         sock = bind(config.ip, config.port)
         try:
             bound = BoundPort(config.ip, sock.getsockname()[1])
-            app = create_app(Verifier(store, engine, config), max_body_bytes=config.max_body_bytes)
+            verifier = Verifier(store, engine, config)
+            app = create_app(verifier, max_body_bytes=config.max_body_bytes)
             attach_metrics(app, store, engine, config.uuid)
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
@@ -153,6 +156,9 @@ async def serve_verifier(
                     nursery,
                     partial(serve_app, app, hc, tls=(sock,), shutdown=shutdown),
                 )
+                if config.status_page_address:
+                    status = await nursery.start(serve_status_page, verifier, shutdown)
+                    bound = BoundPort(bound.ip, bound.port, status)
                 log.info("verifier %s on mTLS %s:%d", config.uuid, bound.ip, bound.port)
                 task_status.started(bound)
         finally:

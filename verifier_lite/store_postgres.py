@@ -30,7 +30,15 @@ from psycopg import errors
 
 from verifier_lite.errors import ConfigError, ConflictError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
-from verifier_lite.store import _COLUMNS, _LIST_COLUMNS, _from_row, _to_row
+from verifier_lite.store import (
+    _COLUMNS,
+    _LIST_COLUMNS,
+    _from_row,
+    _to_row,
+    timeline_row,
+    timeline_sql,
+)
+from verifier_lite.timeline import TimelineEvent
 
 T = TypeVar("T")
 
@@ -67,7 +75,14 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runtime_policies (name TEXT PRIMARY KEY, "
     "runtime_policy TEXT NOT NULL, tpm_policy TEXT, has_policy BOOLEAN NOT NULL)",
     "CREATE TABLE IF NOT EXISTS mb_policies (name TEXT PRIMARY KEY, mb_policy TEXT)",
+    # The status page's timeline (timeline.py), as in the SQLite store.
+    "CREATE TABLE IF NOT EXISTS agent_timeline (seq BIGINT GENERATED ALWAYS AS IDENTITY "
+    "PRIMARY KEY, agent_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, "
+    "from_state BIGINT NOT NULL, to_state BIGINT NOT NULL, event TEXT NOT NULL, "
+    "event_id TEXT, context TEXT)",
+    "CREATE INDEX IF NOT EXISTS agent_timeline_agent ON agent_timeline (agent_id, seq)",
 )
+_TIMELINE_INSERT, _TIMELINE_DELETE_OLD, _TIMELINE_LIST = timeline_sql("%s")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
 _INSERT = (
     f"INSERT INTO verifier_agents ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant
@@ -168,8 +183,13 @@ class PostgresVerifierStore:
         return await self._run(self._changed(sql, (*values, agent_id)))
 
     async def delete_agent(self, agent_id: str) -> bool:
-        sql = "DELETE FROM verifier_agents WHERE agent_id = %s"
-        return await self._run(self._changed(sql, (agent_id,)))
+        def delete(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+            with conn.transaction():
+                conn.execute("DELETE FROM agent_timeline WHERE agent_id = %s", (agent_id,))
+                sql = "DELETE FROM verifier_agents WHERE agent_id = %s"
+                return conn.execute(sql, (agent_id,)).rowcount > 0
+
+        return await self._run(delete)
 
     async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
         if replace:
@@ -220,6 +240,18 @@ class PostgresVerifierStore:
         column = _USER_COLUMNS[kind]
         sql = f"SELECT agent_id FROM verifier_agents WHERE {column} = %s ORDER BY agent_id"  # noqa: S608
         return [str(r[0]) for r in await self._run(self._rows(sql, (name,)))]
+
+    async def add_timeline_event(self, event: TimelineEvent, *, keep: int) -> None:
+        def add(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            with conn.transaction():
+                conn.execute(_TIMELINE_INSERT, timeline_row(event))
+                conn.execute(_TIMELINE_DELETE_OLD, (event.agent_id, event.agent_id, keep))
+
+        await self._run(add)
+
+    async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
+        rows = await self._run(self._rows(_TIMELINE_LIST, (agent_id, limit)))
+        return [TimelineEvent(*r) for r in rows]
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._conn.close, limiter=self._limiter)
