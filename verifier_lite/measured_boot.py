@@ -32,7 +32,14 @@ from typing import Any, Optional
 from attest_protocol.errors import AttestProtocolError
 from attest_protocol.eventlog import BOOT_PCRS, parse_event_log, replay_boot_log
 from attest_protocol.eventlog.describe import describe_events
-from attest_protocol.mb import ACCEPT_ALL, check_policy_name, evaluate, relevant_pcrs
+from attest_protocol.mb import (
+    ACCEPT_ALL,
+    RefstateError,
+    check_policy_name,
+    evaluate,
+    relevant_pcrs,
+)
+from attest_protocol.mb.policies import limelet_reference
 from attest_protocol.tpm2.constants import TpmAlg
 from verifier_lite.failures import Component, FailureEvent, event
 
@@ -51,7 +58,12 @@ class MbPolicy:
 
 
 def load_mb_policy(text: Optional[str], policy_name: str = ACCEPT_ALL) -> Optional[MbPolicy]:
-    """None when nothing is checked; ValueError when the text is not JSON."""
+    """None when nothing is checked; ValueError when the text is not JSON, or is limelet's
+    reference-PCR form with a mistake in it.
+
+    Any other JSON is stored as Keylime stores it (``policy_is_valid`` only asks for JSON): a
+    reference state that does not suit the configured policy fails each evaluation, naming
+    why, as in Keylime."""
     check_policy_name(policy_name)
     if text is None or not text.strip():
         return None
@@ -59,6 +71,11 @@ def load_mb_policy(text: Optional[str], policy_name: str = ACCEPT_ALL) -> Option
         doc = json.loads(text)
     except ValueError:
         raise ValueError("not JSON") from None
+    if isinstance(doc, dict) and doc and set(doc) <= {"pcrs", "reject_all"}:
+        try:
+            limelet_reference(doc)
+        except RefstateError as exc:
+            raise ValueError(str(exc)) from None
     return MbPolicy(doc, policy_name) if doc else None
 
 

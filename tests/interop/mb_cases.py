@@ -17,8 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from attest_protocol.eventlog import BOOT_PCRS, BootEvent, EventType, parse_event_log
-from attest_protocol.eventlog import replay_boot_log
+from attest_protocol.eventlog import (
+    BOOT_PCRS,
+    BootEvent,
+    EventType,
+    parse_event_log,
+    replay_boot_log,
+)
 from attest_protocol.eventlog.describe import guid_text
 from attest_protocol.tpm2.constants import TpmAlg
 

@@ -76,9 +76,9 @@ def refstates(keylime_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     made = {}
     for name, log, extra in (("sb", mc.SB_LOG, []), ("plain", mc.PLAIN_LOG, ["-i"])):
         target = out / f"{name}.json"
+        program = str(keylime_venv / "bin" / "keylime-policy")
         subprocess.run(
-            [str(keylime_venv / "bin" / "keylime-policy"), "create", "measured-boot"]
-            + ["-e", str(log), "-o", str(target), *extra],
+            [program, "create", "measured-boot", "-e", str(log), "-o", str(target), *extra],
             check=True, capture_output=True, timeout=120, cwd=out,
             env={"PATH": os.environ["PATH"], "HOME": str(out), "KEYLIME_DIR": str(out)},
         )  # fmt: skip
