@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tenant_lite.cli import build_parser
 from tenant_lite.errors import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from tenant_lite.policy import build_policies
+from tests.fixtures.keylime import KeylimeServices
 from tests.tenant.agent_support import tenant
 from tests.tenant.support import run_tenant, write_config
 from tests.tenant.test_add_lite import LiteServices
 from tests.tenant.test_add_lite import lite as lite  # the fixture, shared with that module
+from tests.tenant.test_keylime_services import keylime_config
 from tests.verifier.test_measured_boot_swtpm import SB_REFSTATE
 
 ACTIONS = [["mbpolicy"], ["mbpolicy", "add"], ["mbpolicy", "update"], ["mbpolicy", "show"],
@@ -72,14 +75,39 @@ async def test_mbpolicy_commands_against_verifier_lite(lite: LiteServices, tmp_p
     assert added.code == EXIT_OK, added
     assert (await tenant(config, "mbpolicy", "list")).result["names"] == ["vm1"]
     shown = (await tenant(config, "mbpolicy", "show", "vm1")).result
-    assert shown == {"name": "vm1", "mb_policy": refstate}
+    assert shown["name"] == "vm1" and json.loads(shown["mb_policy"]) == refstate
     again = await tenant(config, "mbpolicy", "add", "vm1", str(SB_REFSTATE))
     assert again.code != EXIT_OK  # a name is stored once; update replaces it
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps(dict(refstate, has_secureboot=False)))
     assert (await tenant(config, "mbpolicy", "update", "vm1", str(changed))).code == EXIT_OK
     shown = (await tenant(config, "mbpolicy", "show", "vm1")).result
-    assert shown["mb_policy"]["has_secureboot"] is False
+    assert json.loads(shown["mb_policy"])["has_secureboot"] is False
     assert (await tenant(config, "mbpolicy", "delete", "vm1")).code == EXIT_OK
     assert (await tenant(config, "mbpolicy", "show", "vm1")).code == EXIT_NOT_FOUND
     assert (await tenant(config, "mbpolicy", "delete", "vm1")).code == EXIT_NOT_FOUND
+
+
+@pytest.mark.interop
+def test_mbpolicy_commands_against_keylime(
+    keylime_services: KeylimeServices, tmp_path: Path
+) -> None:
+    config = keylime_config(keylime_services, tmp_path / "tenant.toml")
+    refstate = json.loads(SB_REFSTATE.read_text())
+    name = "tenant-test-mb"
+    added = run_tenant(config, "mbpolicy", "add", name, str(SB_REFSTATE))
+    assert added.code == EXIT_OK, added
+    assert name in run_tenant(config, "mbpolicy", "list").result["names"]
+    shown = run_tenant(config, "mbpolicy", "show", name).result
+    assert shown["name"] == name and _as_json(shown["mb_policy"]) == refstate
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(dict(refstate, has_secureboot=False)))
+    assert run_tenant(config, "mbpolicy", "update", name, str(changed)).code == EXIT_OK
+    shown = run_tenant(config, "mbpolicy", "show", name).result
+    assert _as_json(shown["mb_policy"])["has_secureboot"] is False
+    assert run_tenant(config, "mbpolicy", "delete", name).code == EXIT_OK
+    assert run_tenant(config, "mbpolicy", "show", name).code == EXIT_NOT_FOUND
+
+
+def _as_json(value: object) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
