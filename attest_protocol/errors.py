@@ -20,6 +20,9 @@
     ├── ImaVerificationError            template hash or PCR index wrong (ima/errors.py)
     ├── EventLogReplayError             the boot log does not replay to the quoted PCRs
     ├── RuntimePolicyError              a Keylime runtime policy we cannot use (policy/errors.py)
+    ├── MbPolicyError                   a measured-boot policy or reference state (mb/errors.py)
+    │   ├── RefstateError               the reference state does not suit the policy
+    │   └── UnknownMbPolicyError        no policy of that name
     ├── PkiError                        CA or certificate material that cannot be made or read
     │
     │   also ValueError, as their callers catch them so:

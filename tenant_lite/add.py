@@ -48,7 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tpm-policy", help='JSON PCR policy, e.g. \'{"15": ["0000..."]}\'')
     p.add_argument("--runtime-policy", metavar="FILE", help="runtime (IMA) policy JSON")
     p.add_argument("--runtime-policy-name", metavar="NAME", help="a policy stored by the verifier")
-    p.add_argument("--mb-policy", metavar="FILE", help="measured-boot policy JSON")
+    p.add_argument(
+        "--mb-policy", "--mb-refstate", metavar="FILE", help="measured-boot reference state JSON"
+    )
     p.add_argument("--mb-policy-name", metavar="NAME", help="a stored measured-boot policy")
     payload = p.add_mutually_exclusive_group()
     payload.add_argument("-f", "--file", metavar="FILE", help="payload to deliver encrypted")

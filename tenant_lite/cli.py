@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attest_protocol.cli import base_parser
-from tenant_lite import add, commands
+from tenant_lite import add, commands, mbpolicy
 from tenant_lite.config import config_path, load_config
 from tenant_lite.errors import EXIT_OK, EXIT_USAGE, TenantError
 
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--verifier-id", default="", help="only agents of this verifier")
     _plain_command(subs, "reglist", "agents the registrar knows", commands.reglist)
     _policy_parser(subs)
+    mbpolicy.add_parser(subs, _common(), EPILOG)
     return parser
 
 

@@ -5,7 +5,7 @@ Option names are those of Keylime's ``[verifier]`` section (keylime/config templ
 ``ip``, ``port``, ``registrar_ip``, ``registrar_port``, ``tls_dir``, ``server_key``,
 ``server_cert``, ``trusted_client_ca``, ``client_key``, ``client_cert``, ``database_url``,
 ``quote_interval``, ``retry_interval``, ``exponential_backoff``, ``max_retries``,
-``request_timeout``, ``enable_agent_mtls``; from ``[revocations]``
+``request_timeout``, ``enable_agent_mtls``, ``measured_boot_policy_name``; from ``[revocations]``
 ``enabled_revocation_notifications`` (comma-separated or a list) and ``webhook_url``; plus
 limelet's ``data_dir`` and limits.  The file may hold them at top level or under
 ``[verifier]`` / ``[revocations]``.  An unknown key is an error naming it.
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from attest_protocol.mb import ACCEPT_ALL, POLICY_NAMES
 from attest_protocol.settings import range_error
 from service_kit import settings as kit
 from service_kit.jsonlog import LOG_FORMATS
@@ -86,6 +87,9 @@ class VerifierConfig(kit.TlsFilesMixin):
     shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
     status_page_address: str = DEFAULT_STATUS_PAGE_ADDRESS
     log_format: str = "text"  # or "json"; the --log-format flag wins (service_kit/cli.py)
+    # Keylime's [verifier] measured_boot_policy_name: accept-all (its default), reject-all,
+    # example, or limelet's limelet-pcrs (verifier_lite/measured_boot.py).
+    measured_boot_policy_name: str = ACCEPT_ALL
 
     def __post_init__(self) -> None:
         self._check_status_and_logs()
@@ -103,6 +107,8 @@ class VerifierConfig(kit.TlsFilesMixin):
         unknown = self.revocation_notifiers - {"agent", "webhook"}
         if unknown:
             raise ConfigError("enabled_revocation_notifications", f"unknown: {sorted(unknown)}")
+        if self.measured_boot_policy_name not in POLICY_NAMES:
+            raise ConfigError("measured_boot_policy_name", f"must be one of {list(POLICY_NAMES)}")
         if "webhook" in self.revocation_notifiers and not self.webhook_url:
             raise ConfigError("webhook_url", "required when 'webhook' notifications are enabled")
 

@@ -20,6 +20,7 @@ import trio
 
 from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion, negotiate
 from attest_protocol.errors import AttestProtocolError
+from attest_protocol.mb import ACCEPT_ALL
 from attest_protocol.policy import ImaState, RuntimePolicy, load_runtime_policy
 from attest_protocol.tpm2.attest import ClockInfo
 from verifier_lite.agent_client import AgentChannel, QuoteRequest, encrypt_v
@@ -54,6 +55,8 @@ class EngineSettings:
     retry_interval: float
     exponential_backoff: bool
     max_retries: int
+    # [verifier] measured_boot_policy_name (attest_protocol.mb.POLICY_NAMES).
+    measured_boot_policy_name: str = ACCEPT_ALL
 
 
 def new_nonce() -> str:
@@ -152,7 +155,9 @@ class AgentPoller:
 
     async def _load_mb_policy(self, agent: AgentRecord) -> Optional[MbPolicy]:
         record = await self._store.get_mb_policy(agent.mb_policy_name)
-        return None if record is None else load_mb_policy(record.mb_policy)
+        if record is None:
+            return None
+        return load_mb_policy(record.mb_policy, self._settings.measured_boot_policy_name)
 
     async def _step(
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory

@@ -10,7 +10,6 @@ wait for (Keylime answers 202 and finishes later).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Optional
@@ -206,8 +205,8 @@ class Verifier:
         record = await self.store.get_mb_policy(name)
         if record is None:
             raise PolicyNotFoundError("Measured boot policy", name)
-        policy = json.loads(record.mb_policy) if record.mb_policy else None
-        return {"name": record.name, "mb_policy": policy}
+        # The stored JSON text, as Keylime's MbpolicyHandler.get returns its column.
+        return {"name": record.name, "mb_policy": record.mb_policy}
 
     async def delete_mb_policy(self, name: str) -> None:
         await self.mb_policy(name)
