@@ -35,10 +35,11 @@ from service_kit.web import (
     json_body,
     ok,
 )
-from verifier_lite import validation
+from verifier_lite import signed_policy, validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
 from verifier_lite.service import Verifier
+from verifier_lite.signed_policy import PolicySignatures
 from verifier_lite.store_health import StoreUnavailableError, store_health_view
 
 log = logging.getLogger("limelet.verifier")
@@ -55,6 +56,12 @@ def _check_version(ver: str, minimum: ApiVersion = SUPPORTED_VERSIONS[0]) -> Non
 
 async def _json_body(limit: int) -> dict[str, Any]:
     return await json_body(limit, validation.parse_json_object, BodyTooLargeError)
+
+
+def _signatures(verifier: Verifier) -> PolicySignatures:
+    """Keylime's signed-policy rules under this verifier's configuration."""
+    config = verifier.config
+    return signed_policy.from_config(config.require_allow_list_signatures, config.data_dir)
 
 
 def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
@@ -92,7 +99,7 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
     async def add_agent(ver: str, agent_id: str) -> Response:
         _check_version(ver)
         validation.agent_id(agent_id)
-        req = validation.add_agent_request(await _json_body(limit))
+        req = validation.add_agent_request(await _json_body(limit), _signatures(verifier))
         await verifier.add(agent_id, req)
         return ok()
 
@@ -151,7 +158,7 @@ def _runtime_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> No
         _check_version(ver)
         validation.policy_name(name)
         body = await _json_body(limit)
-        text = validation.runtime_policy_text(body)
+        text = validation.runtime_policy_text(body, _signatures(verifier))
         if not text:
             raise RequestError("runtime_policy", "is required")
         tpm_policy = body.get("tpm_policy")

@@ -48,6 +48,9 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 # A runtime policy may be tens of MiB (Keylime caps at its tornado default of 100 MiB);
 # 16 MiB covers a full distribution allowlist and bounds memory per request.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# verifier.conf 7.14.3: JSON texts, as Keylime reads them (keylime/failure.py).
+DEFAULT_SEVERITY_LABELS = '["info", "notice", "warning", "error", "critical", "alert", "emergency"]'
+DEFAULT_SEVERITY_POLICY = '[{"event_id": ".*", "severity_label": "emergency"}]'
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class VerifierConfig(kit.TlsFilesMixin):
     enabled_revocation_notifications: str = ""
     webhook_url: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Keylime's [verifier] runtime-policy signature and severity options (verifier.conf).
+    require_allow_list_signatures: bool = False
+    severity_labels: str = DEFAULT_SEVERITY_LABELS
+    severity_policy: str = DEFAULT_SEVERITY_POLICY
     handshake_timeout_seconds: float = kit.DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS

@@ -35,6 +35,7 @@ from verifier_lite.failures import Component, FailureEvent, event, most_severe
 from verifier_lite.measured_boot import MbPolicy, load_mb_policy
 from verifier_lite.metrics import VerifierMetrics, timed
 from verifier_lite.records import AgentRecord
+from verifier_lite.signed_policy import unwrap
 from verifier_lite.states import POLLING, Event, State
 from verifier_lite.store import VerifierStore
 from verifier_lite.tpm_policy import parse_tpm_policy, quote_mask
@@ -148,7 +149,7 @@ class AgentPoller:
         record = await self._store.get_runtime_policy(agent.runtime_policy_name)
         if record is None or not record.has_policy:
             return None
-        return load_runtime_policy(record.runtime_policy.encode("utf-8"))
+        return load_runtime_policy(unwrap(record.runtime_policy.encode("utf-8")))
 
     async def _load_mb_policy(self, agent: AgentRecord) -> Optional[MbPolicy]:
         record = await self._store.get_mb_policy(agent.mb_policy_name)
