@@ -27,6 +27,7 @@ from typing import Optional
 from attest_protocol.settings import range_error
 from service_kit import settings as kit
 from verifier_lite.errors import ConfigError
+from verifier_lite.failures import SeverityConfigError, SeverityPolicy, load_severity_policy
 
 ENV_PREFIX = "LIMELET_VERIFIER_"
 GENERATE = "generate"
@@ -99,11 +100,20 @@ class VerifierConfig(kit.TlsFilesMixin):
             raise ConfigError(*bad)
         if not self.uuid:
             raise ConfigError("uuid", "must not be empty")
+        self.severity  # noqa: B018 - a bad severity option is an error at start-up
         unknown = self.revocation_notifiers - {"agent", "webhook"}
         if unknown:
             raise ConfigError("enabled_revocation_notifications", f"unknown: {sorted(unknown)}")
         if "webhook" in self.revocation_notifiers and not self.webhook_url:
             raise ConfigError("webhook_url", "required when 'webhook' notifications are enabled")
+
+    @property
+    def severity(self) -> SeverityPolicy:
+        """``severity_labels`` and ``severity_policy`` (JSON texts, as in verifier.conf)."""
+        try:
+            return load_severity_policy(self.severity_labels, self.severity_policy)
+        except SeverityConfigError as exc:
+            raise ConfigError(exc.option, exc.reason) from None
 
     @property
     def revocation_notifiers(self) -> frozenset[str]:

@@ -102,6 +102,7 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
         retry_interval=config.retry_interval,
         exponential_backoff=config.exponential_backoff,
         max_retries=config.max_retries,
+        severity=config.severity,
     )
 
 
