@@ -32,6 +32,7 @@ from verifier_lite.checks import (
 )
 from verifier_lite.errors import AgentContactError, AgentProtocolError
 from verifier_lite.failures import Component, FailureEvent, SeverityPolicy, event, most_severe
+from verifier_lite.ima_keys import with_agent_keys
 from verifier_lite.measured_boot import MbPolicy, load_mb_policy
 from verifier_lite.metrics import VerifierMetrics, timed
 from verifier_lite.records import AgentRecord
@@ -153,7 +154,8 @@ class AgentPoller:
         record = await self._store.get_runtime_policy(agent.runtime_policy_name)
         if record is None or not record.has_policy:
             return None
-        return load_runtime_policy(unwrap(record.runtime_policy.encode("utf-8")))
+        policy = load_runtime_policy(unwrap(record.runtime_policy.encode("utf-8")))
+        return with_agent_keys(policy, agent.ima_sign_verification_keys)
 
     async def _load_mb_policy(self, agent: AgentRecord) -> Optional[MbPolicy]:
         record = await self._store.get_mb_policy(agent.mb_policy_name)

@@ -23,6 +23,7 @@ from attest_protocol.tpm2.public import check_attestation_key, parse_tpm2b_publi
 from service_kit import request_checks
 from service_kit.request_checks import AGENT_ID_RE
 from verifier_lite.errors import RequestError
+from verifier_lite.ima_keys import check_agent_keys
 from verifier_lite.measured_boot import load_mb_policy
 from verifier_lite.signed_policy import PolicySignatures, unwrap
 from verifier_lite.tpm_policy import parse_tpm_policy
@@ -240,7 +241,9 @@ def add_agent_request(
         runtime_policy_name=_opt_name(body, "runtime_policy_name"),
         mb_policy=mb_policy_text(body),
         mb_policy_name=_opt_name(body, "mb_policy_name"),
-        ima_sign_verification_keys=_opt_str(body, "ima_sign_verification_keys") or "",
+        ima_sign_verification_keys=check_agent_keys(
+            _opt_str(body, "ima_sign_verification_keys") or ""
+        ),
         metadata=_json_text(body, "metadata", "{}"),
         revocation_key=_opt_str(body, "revocation_key") or "",
         accept_tpm_hash_algs=_str_list(body, "accept_tpm_hash_algs"),
