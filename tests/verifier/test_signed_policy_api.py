@@ -115,7 +115,11 @@ async def test_agent_is_judged_by_the_signed_payload(
     log = tmp_path / "ascii_runtime_measurements"
     await trio.to_thread.run_sync(write_ima_log, swtpm.tcti, log)
     async with open_fake_agent(nursery, swtpm, tls_files, tmp_path, ima_log=log) as agent:
-        base = {"ak_tpm": agent.ak_public, "mtls_cert": agent.cert_pem, "port": agent.port}
+        base: dict[str, Any] = {
+            "ak_tpm": agent.ak_public,
+            "mtls_cert": agent.cert_pem,
+            "port": agent.port,
+        }
         async with verifier.client() as client:
             unsigned = await client.post(f"/{API}/agents/nopolicy", json=add_body(**base))
             assert (unsigned.status_code, unsigned.json()["status"]) == (401, NO_KEY)
