@@ -16,6 +16,7 @@ route sits behind the mTLS listener, which demands a client certificate from
     GET    /{v}/mbpolicies/                       {"mbpolicy names": [...]}      (2.3+)
     GET|POST|PUT|DELETE /{v}/mbpolicies/{name}    measured-boot policies        (2.3+)
     GET    /{v}/verify/identity?agent_uuid=&quote=&nonce=&hash_alg=   {"valid": 0|1, ...}
+    POST   /{v}/verify/evidence                   one-shot verdict, nothing stored (evidence.py)
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion, version_from_path
+from attest_protocol.envelope import Envelope
 from service_kit.web import (
     add_version_route,
     create_service_app,
     install_error_handlers,
     json_body,
     ok,
+    respond,
 )
-from verifier_lite import signed_policy, validation
+from verifier_lite import evidence, signed_policy, validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
 from verifier_lite.service import Verifier
@@ -69,6 +72,7 @@ def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
     add_version_route(app, "/versions")
     _agent_routes(app, verifier, max_body_bytes)
     _identity_route(app, verifier)
+    _evidence_route(app, max_body_bytes)
     _runtime_policy_routes(app, verifier, max_body_bytes)
     _mb_policy_routes(app, verifier, max_body_bytes)
     install_error_handlers(
@@ -138,6 +142,15 @@ def _identity_route(app: QuartTrio, verifier: Verifier) -> None:
             await verifier.status(agent_id)  # raises the 404
             raise AssertionError("unreachable")
         return ok(verify_identity(agent, params["quote"], params["nonce"], params["hash_alg"]))
+
+
+def _evidence_route(app: QuartTrio, limit: int) -> None:
+    @app.post("/<ver>/verify/evidence")
+    async def verify_evidence(ver: str) -> Response:
+        _check_version(ver)
+        verdict = evidence.verify_request(await _json_body(limit))
+        status = "Success" if verdict.code == 200 else "Bad Request"
+        return respond(Envelope(verdict.code, status, verdict.results))
 
 
 def _runtime_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
