@@ -30,6 +30,7 @@ from attest_protocol.settings import range_error
 from service_kit import settings as kit
 from service_kit.jsonlog import LOG_FORMATS
 from verifier_lite.errors import ConfigError
+from verifier_lite.failures import SeverityConfigError, SeverityPolicy, load_severity_policy
 
 ENV_PREFIX = "LIMELET_VERIFIER_"
 GENERATE = "generate"
@@ -51,6 +52,9 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 # A runtime policy may be tens of MiB (Keylime caps at its tornado default of 100 MiB);
 # 16 MiB covers a full distribution allowlist and bounds memory per request.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# verifier.conf 7.14.3: JSON texts, as Keylime reads them (keylime/failure.py).
+DEFAULT_SEVERITY_LABELS = '["info", "notice", "warning", "error", "critical", "alert", "emergency"]'
+DEFAULT_SEVERITY_POLICY = '[{"event_id": ".*", "severity_label": "emergency"}]'
 # The status page (verifier_lite/status_page.py): off unless given a loopback ip:port, e.g.
 # "127.0.0.1:8882" (plain HTTP, so never on an address other hosts reach).
 DEFAULT_STATUS_PAGE_ADDRESS = ""
@@ -81,6 +85,10 @@ class VerifierConfig(kit.TlsFilesMixin):
     enabled_revocation_notifications: str = ""
     webhook_url: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Keylime's [verifier] runtime-policy signature and severity options (verifier.conf).
+    require_allow_list_signatures: bool = False
+    severity_labels: str = DEFAULT_SEVERITY_LABELS
+    severity_policy: str = DEFAULT_SEVERITY_POLICY
     handshake_timeout_seconds: float = kit.DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
@@ -104,6 +112,7 @@ class VerifierConfig(kit.TlsFilesMixin):
             raise ConfigError(*bad)
         if not self.uuid:
             raise ConfigError("uuid", "must not be empty")
+        self.severity  # noqa: B018 - a bad severity option is an error at start-up
         unknown = self.revocation_notifiers - {"agent", "webhook"}
         if unknown:
             raise ConfigError("enabled_revocation_notifications", f"unknown: {sorted(unknown)}")
@@ -117,6 +126,14 @@ class VerifierConfig(kit.TlsFilesMixin):
             raise ConfigError("log_format", f"expected one of {list(LOG_FORMATS)}")
         if self.status_page_address:
             status_page_host_port(self.status_page_address)
+
+    @property
+    def severity(self) -> SeverityPolicy:
+        """``severity_labels`` and ``severity_policy`` (JSON texts, as in verifier.conf)."""
+        try:
+            return load_severity_policy(self.severity_labels, self.severity_policy)
+        except SeverityConfigError as exc:
+            raise ConfigError(exc.option, exc.reason) from None
 
     @property
     def revocation_notifiers(self) -> frozenset[str]:

@@ -13,7 +13,7 @@ import logging
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
 import trio
@@ -32,10 +32,12 @@ from verifier_lite.checks import (
     parse_evidence,
 )
 from verifier_lite.errors import AgentContactError, AgentProtocolError
-from verifier_lite.failures import Component, FailureEvent, event, most_severe
+from verifier_lite.failures import Component, FailureEvent, SeverityPolicy, event, most_severe
+from verifier_lite.ima_keys import with_agent_keys
 from verifier_lite.measured_boot import MbPolicy, load_mb_policy
 from verifier_lite.metrics import VerifierMetrics, timed
 from verifier_lite.records import AgentRecord
+from verifier_lite.signed_policy import unwrap
 from verifier_lite.states import POLLING, Event, State
 from verifier_lite.store import VerifierStore
 from verifier_lite.tpm_policy import parse_tpm_policy, quote_mask
@@ -57,6 +59,7 @@ class EngineSettings:
     max_retries: int
     # [verifier] measured_boot_policy_name (attest_protocol.mb.POLICY_NAMES).
     measured_boot_policy_name: str = ACCEPT_ALL
+    severity: SeverityPolicy = field(default_factory=SeverityPolicy)
 
 
 def new_nonce() -> str:
@@ -86,6 +89,9 @@ class _Memory:
     clock: Optional[ClockInfo] = None
     ima_state: Optional[ImaState] = None
     contact_failures: int = 0
+    # Set by a recoverable failure below the highest severity: the task polls on from
+    # INVALID_QUOTE, as Keylime does (verifier_lite/failures.py).
+    polls_on: bool = False
 
 
 class Transition(Protocol):
@@ -120,7 +126,7 @@ class AgentPoller:
         agent, memory = await self._prepare(agent, channel)
         if memory is None:
             return
-        while agent.state in POLLING:
+        while agent.state in POLLING or (memory.polls_on and agent.state is State.INVALID_QUOTE):
             agent = await self._step(agent, channel, memory)
 
     async def _prepare(
@@ -151,7 +157,8 @@ class AgentPoller:
         record = await self._store.get_runtime_policy(agent.runtime_policy_name)
         if record is None or not record.has_policy:
             return None
-        return load_runtime_policy(record.runtime_policy.encode("utf-8"))
+        policy = load_runtime_policy(unwrap(record.runtime_policy.encode("utf-8")))
+        return with_agent_keys(policy, agent.ima_sign_verification_keys)
 
     async def _load_mb_policy(self, agent: AgentRecord) -> Optional[MbPolicy]:
         record = await self._store.get_mb_policy(agent.mb_policy_name)
@@ -249,13 +256,9 @@ class AgentPoller:
         full: bool,
     ) -> AgentRecord:
         now = int(time.time())
+        memory.polls_on = False
         if not result.ok:
-            return await self._transition(
-                agent,
-                Event.QUOTE_INVALID,
-                failure=most_severe(result.failures),
-                last_received_quote=now,
-            )
+            return await self._failed(agent, memory, result.failures, now)
         if full and result.public_key_pem is None:
             failure = event(
                 Component.QUOTE_VALIDATION, "no_pubkey", "agent sent no public key", False
@@ -264,13 +267,45 @@ class AgentPoller:
         memory.full_quote_due = False
         memory.clock = result.clock
         memory.ima_state = result.ima_state
-        v_due = full and agent.v is not None and agent.state in (State.START, State.GET_QUOTE_RETRY)
+        v_due = (
+            full
+            and agent.v is not None
+            and agent.state in (State.START, State.GET_QUOTE_RETRY, State.INVALID_QUOTE)
+        )
         ev = Event.QUOTE_OK_V_DUE if v_due else Event.QUOTE_OK
         entries = None if memory.ima_state is None else memory.ima_state.next_entry
         changes = _attested(agent, evidence, result.public_key_pem, now)
         agent = await self._transition(agent, ev, ima_entries=entries, **changes)
         if agent.state is State.GET_QUOTE:
             await trio.sleep(self._settings.quote_interval)
+        return agent
+
+    async def _failed(
+        self,
+        agent: AgentRecord,
+        memory: _Memory,
+        failures: tuple[FailureEvent, ...],
+        now: int,
+    ) -> AgentRecord:
+        """Keylime's handling of a failed attestation (cloud_verifier_tornado.py
+        ``process_agent``): the most severe event is recorded, and a revocation sent, only
+        when it is more severe than the one on record; polling stops on an irrecoverable
+        event or the highest label, and otherwise goes on after the quote interval."""
+        severity = self._settings.severity
+        failures = severity.classify(failures)
+        worst = most_severe(failures)
+        if severity.stops_polling(failures):
+            return await self._transition(
+                agent, Event.QUOTE_INVALID, failure=worst, last_received_quote=now
+            )
+        memory.polls_on = True
+        if agent.severity_level is None or worst.severity_level > agent.severity_level:
+            agent = await self._transition(
+                agent, Event.QUOTE_INVALID_RECOVERABLE, failure=worst, last_received_quote=now
+            )
+        else:
+            log.warning("agent %s: %s again", agent.agent_id, worst.event_id)
+        await trio.sleep(self._settings.quote_interval)
         return agent
 
 

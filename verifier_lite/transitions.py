@@ -101,7 +101,7 @@ class AgentStates:
         """Keylime notifies on an invalid quote, and when an agent that had attested is lost."""
         if self._notifier is None or self.nursery is None:
             return
-        if ev is Event.QUOTE_INVALID:
+        if ev in (Event.QUOTE_INVALID, Event.QUOTE_INVALID_RECOVERABLE):
             msgtype = "revocation"
         elif ev is Event.RETRIES_EXHAUSTED and agent.attestation_count > 0:
             msgtype = "comm_error"
