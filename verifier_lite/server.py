@@ -104,6 +104,7 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
         retry_interval=config.retry_interval,
         exponential_backoff=config.exponential_backoff,
         max_retries=config.max_retries,
+        measured_boot_policy_name=config.measured_boot_policy_name,
         severity=config.severity,
     )
 
