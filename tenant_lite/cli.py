@@ -63,7 +63,8 @@ def _policy_parser(subs: Any) -> None:
         psubs, "add", "store a runtime policy (JSON) under NAME", commands.policy_add
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("file", metavar="FILE", help="runtime policy JSON")
+    p.add_argument("file", metavar="FILE", help="runtime policy JSON (or a DSSE envelope)")
+    p.add_argument("--runtime-policy-key", metavar="FILE", help="PEM key of a signed policy")
     for action, text, func in (
         ("show", "print a stored runtime policy", commands.policy_show),
         ("delete", "delete a stored runtime policy", commands.policy_delete),

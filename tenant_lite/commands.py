@@ -18,6 +18,7 @@ from tenant_lite.config import TenantConfig
 from tenant_lite.errors import ServiceError, UsageError
 from tenant_lite.http import ServiceClient
 from tenant_lite.policy import runtime_policy_body
+from tenant_lite.signing_keys import runtime_policy_key
 
 Command = Callable[[TenantConfig, argparse.Namespace], Any]
 # HTTP 202 from DELETE: Keylime's verifier stops polling first and removes the record later.
@@ -115,6 +116,9 @@ def read_input(path: str, what: str) -> bytes:
 
 def policy_add(config: TenantConfig, args: argparse.Namespace) -> Any:
     body = runtime_policy_body(read_input(args.file, "runtime policy"), args.file)
+    key_file = getattr(args, "runtime_policy_key", None)
+    if key_file:
+        body["runtime_policy_key"] = runtime_policy_key(read_input(key_file, "key"), key_file)
     with services.verifier(config) as ver:
         services.policy_add(ver, args.name, body)
     return {"added": args.name}
