@@ -33,7 +33,7 @@ from attest_protocol.bootstrap_keys import (
     hmac_sha384_hex,
     split_key,
 )
-from tenant_lite import agent, commands, services
+from tenant_lite import agent, commands, services, signing_keys
 from tenant_lite.certpkg import build_package
 from tenant_lite.config import TenantConfig
 from tenant_lite.errors import AttestationError, ServiceError, UsageError
@@ -51,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mb-policy", "--mb-refstate", metavar="FILE", help="measured-boot reference state JSON"
     )
+    p.add_argument("--runtime-policy-key", metavar="FILE", help="PEM key of a signed policy")
+    p.add_argument(
+        "--sign-verification-key", metavar="FILE", action="append", default=[],
+        help="public key checking IMA signatures (repeatable)",
+    )  # fmt: skip
     p.add_argument("--mb-policy-name", metavar="NAME", help="a stored measured-boot policy")
     payload = p.add_mutually_exclusive_group()
     payload.add_argument("-f", "--file", metavar="FILE", help="payload to deliver encrypted")
@@ -74,6 +79,18 @@ def _optional_file(path: Optional[str], what: str) -> Optional[bytes]:
     return None if path is None else commands.read_input(path, what)
 
 
+def _with_keys(policies: AgentPolicies, args: argparse.Namespace) -> AgentPolicies:
+    key_file = getattr(args, "runtime_policy_key", None)
+    key = signing_keys.runtime_policy_key(
+        _optional_file(key_file, "runtime policy key"), key_file or ""
+    )
+    files = getattr(args, "sign_verification_key", None) or []
+    keyring = signing_keys.verification_keyring(
+        [(commands.read_input(f, "signature verification key"), f) for f in files]
+    )
+    return dataclasses.replace(policies, runtime_policy_key=key, ima_sign_verification_keys=keyring)
+
+
 def prepare(config: TenantConfig, args: argparse.Namespace) -> Prepared:
     """Everything that needs no network; UsageError for options that do not fit together."""
     if args.include and not args.cert:
@@ -89,6 +106,7 @@ def prepare(config: TenantConfig, args: argparse.Namespace) -> Prepared:
         mb_policy_source=args.mb_policy or "",
         mb_policy_name=args.mb_policy_name,
     )
+    policies = _with_keys(policies, args)
     plaintext, metadata, revocation_key = None, {}, ""
     if args.file:
         plaintext = commands.read_input(args.file, "payload")
@@ -140,7 +158,7 @@ def verifier_record(
         "runtime_policy_key": p.runtime_policy_key,
         "mb_policy": p.mb_policy,
         "mb_policy_name": p.mb_policy_name,
-        "ima_sign_verification_keys": "",
+        "ima_sign_verification_keys": p.ima_sign_verification_keys,
         "metadata": json.dumps(prepared.metadata),
         "revocation_key": prepared.revocation_key,
         "accept_tpm_hash_algs": sorted(config.algs("hash")),

@@ -59,11 +59,14 @@ def _policy_parser(subs: Any) -> None:
         "policy", help="runtime policies stored by the verifier", parents=[_common()]
     )
     psubs = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
-    p = _plain_command(
-        psubs, "add", "store a runtime policy (JSON) under NAME", commands.policy_add
-    )
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("file", metavar="FILE", help="runtime policy JSON")
+    for action, text, func in (
+        ("add", "store a runtime policy (JSON) under NAME", commands.policy_add),
+        ("update", "replace the runtime policy stored under NAME", commands.policy_update),
+    ):
+        p = _plain_command(psubs, action, text, func)
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("file", metavar="FILE", help="runtime policy JSON (or a DSSE envelope)")
+        p.add_argument("--runtime-policy-key", metavar="FILE", help="PEM key of a signed policy")
     for action, text, func in (
         ("show", "print a stored runtime policy", commands.policy_show),
         ("delete", "delete a stored runtime policy", commands.policy_delete),
