@@ -153,4 +153,5 @@ class Collector:
             asked = item.starting_offset
             raise EvidenceUnavailable(f"the IMA log has {part.count} entries; asked from {asked}")
         self._ima_seen = part.count
+        log.info("Sending IMA entries from %d (%d in the log)", part.start, part.count)
         return ima_evidence(part, item.entry_count)
