@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from attest_protocol.errors import ParseError
 from attest_protocol.eventlog import parse_event_log
+from attest_protocol.quote import KeylimeQuote
 from edge_agent.ima import ImaLogReader, ImaReaderError, MeasuredBootLogError, MeasuredBootLogReader
 from edge_agent.push.errors import EvidenceUnavailable
 from edge_agent.push.evidence import (
@@ -28,12 +29,20 @@ from edge_agent.push.evidence import (
     quote_evidence,
     uefi_evidence,
 )
-from edge_agent.tpm import AkInfo, Tpm, TpmError
+from edge_agent.tpm import AkInfo, TpmError
 
 __all__ = ["Collector", "boot_time_iso"]
 
 log = logging.getLogger(__name__)
 PROC_STAT = "/proc/stat"
+
+
+class Quoter(Protocol):
+    """The part of edge_agent.tpm.Tpm the evidence needs."""
+
+    async def quote(
+        self, nonce: bytes, mask: int, hash_alg: Optional[str] = None
+    ) -> KeylimeQuote: ...
 
 
 def boot_time_iso(path: str = PROC_STAT) -> str:
@@ -56,7 +65,7 @@ class Collector:
 
     def __init__(
         self,
-        tpm: Tpm,
+        tpm: Quoter,
         ak: AkInfo,
         ima: Optional[ImaLogReader],
         boot_log: MeasuredBootLogReader,
