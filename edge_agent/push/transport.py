@@ -122,17 +122,26 @@ class PushClient:
                 raise VerifierUnreachable(f"{method} {path}: not HTTP/1.1: {exc}") from exc
 
     async def _connect(self) -> trio.SSLStream[trio.SocketStream]:
+        stream: Optional[trio.SSLStream[trio.SocketStream]] = None
         try:
             with trio.fail_after(CONNECT_TIMEOUT_S):
                 tcp = await trio.open_tcp_stream(self.host, self.port)
                 stream = trio.SSLStream(tcp, self._tls, server_hostname=self.host)
                 await stream.do_handshake()
         except trio.TooSlowError:
+            await _discard(stream)
             raise VerifierUnreachable(f"connecting to {self.authority} timed out") from None
         except (OSError, ssl.SSLError, trio.BrokenResourceError) as exc:
+            await _discard(stream)
             cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
             raise VerifierUnreachable(f"cannot reach {self.authority}: {cause}") from exc
         return stream
+
+
+async def _discard(stream: Optional[trio.SSLStream[trio.SocketStream]]) -> None:
+    """Close the socket under a failed handshake (its TLS close would fail too)."""
+    if stream is not None:
+        await trio.aclose_forcefully(stream.transport_stream)
 
 
 async def _receive(stream: trio.abc.Stream, conn: h11.Connection) -> PushResponse:
