@@ -48,6 +48,13 @@ def ima_log(tmp_path: Path) -> Iterator[Path]:
 OPENED: list[ImaLogReader] = []
 
 
+class NoBootLog(MeasuredBootLogReader):
+    """A machine without a boot log, answered without a worker thread."""
+
+    async def read(self) -> None:
+        return None
+
+
 async def make_loop(
     verifier: FakeVerifier, ima_log: Path, *, with_ima: bool = True
 ) -> tuple[PushLoop, FakeTpm]:
@@ -60,7 +67,7 @@ async def make_loop(
         tpm,
         ak,
         reader,
-        MeasuredBootLogReader(ima_log.parent / "no-boot-log"),
+        NoBootLog(ima_log.parent / "no-boot-log"),
         server_identifier="ak",
         uefi_version="2.1",
         boot_time="2026-12-03T13:11:57Z",
