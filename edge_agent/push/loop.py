@@ -154,7 +154,8 @@ class PushLoop:
         return f"{API}/agents/{self._settings.agent_id}/attestations/{match.group(1)}"
 
     def _next_wait(self, answer: PushResponse) -> float:
-        meta = answer.json().get("meta") if isinstance(answer.json(), dict) else None
+        doc = answer.json()
+        meta = doc.get("meta") if isinstance(doc, dict) else None
         seconds = meta.get("seconds_to_next_attestation") if isinstance(meta, dict) else None
         if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
             return float(seconds)
