@@ -110,6 +110,9 @@ async def run_agent(
     """
     # Push mode (edge_agent.push) serves nothing: no server TLS files, no payloads.
     tls = None if config.push_model else _tls_files(config)
+    if config.push_model and not config.verifier_tls_ca_path.is_file():
+        path = repr(str(config.verifier_tls_ca_path))
+        raise OptionValueError("verifier_tls_ca_cert", path, "file not found", "")
     if not config.push_model:
         check_payload_policy(
             config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
