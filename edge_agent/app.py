@@ -108,10 +108,15 @@ async def run_agent(
     server binds: the daemon drops privileges there (``run_as``); in-process callers (tests)
     pass nothing, so they never change their own process's credentials.
     """
-    tls = _tls_files(config)
-    check_payload_policy(
-        config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
-    )
+    # Push mode (edge_agent.push) serves nothing: no server TLS files, no payloads.
+    tls = None if config.push_model else _tls_files(config)
+    if config.push_model and not config.verifier_tls_ca_path.is_file():
+        path = repr(str(config.verifier_tls_ca_path))
+        raise OptionValueError("verifier_tls_ca_cert", path, "file not found", "")
+    if not config.push_model:
+        check_payload_policy(
+            config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
+        )
     tpm = await open_tpm(config.tpm_config())
     ima: Optional[ImaLogReader] = None
     boot_log = MeasuredBootLogReader(config.measuredboot_ml_file)
@@ -122,6 +127,9 @@ async def run_agent(
         if ima is None:
             log.warning("No IMA log at %s: quotes carry no IMA list", config.ima_ml_file)
         await trio.to_thread.run_sync(boot_log.open_now)
+        if config.push_model:
+            await _run_push(config, tpm, prepared, ima, boot_log, stop, before_serving, task_status)
+            return
         serve = await _server_ready(config, tls, stop)
         if before_serving is not None:
             await before_serving()
@@ -138,6 +146,28 @@ async def run_agent(
             boot_log.close()
             await tpm.aclose()
     log.info("Agent stopped")
+
+
+async def _run_push(
+    config: AgentConfig,
+    tpm: Tpm,
+    prepared: _Prepared,
+    ima: Optional[ImaLogReader],
+    boot_log: MeasuredBootLogReader,
+    stop: Optional[trio.Event],
+    before_serving: Optional[Callable[[], Awaitable[None]]],
+    task_status: trio.TaskStatus[AgentStarted],
+) -> None:
+    """Push mode: the push task in the daemon's one nursery instead of the server."""
+    from edge_agent.push.service import push_service  # only push agents load it
+
+    serve = push_service(config, tpm, prepared.started.agent_id, ima, boot_log, stop)
+    if before_serving is not None:
+        await before_serving()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve)
+        task_status.started(prepared.started)
+        log.info("Agent %s is up in push mode; waiting for SIGTERM", prepared.started.agent_id)
 
 
 async def _server_ready(
@@ -215,7 +245,8 @@ async def _prepare(config: AgentConfig, tpm: Tpm, connect: Optional[Connector]) 
     nk = await trio.to_thread.run_sync(
         load_or_create_nk, config.payload_key_path, config.payload_key_password
     )
-    identity = await _mtls_identity(config, agent_id)
+    # A push agent serves nothing, so it has no mTLS identity to register.
+    identity = None if config.push_model else await _mtls_identity(config, agent_id)
     registration = Registration(
         agent_id=agent_id,
         ek_tpm=ek.public,

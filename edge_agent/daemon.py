@@ -27,6 +27,7 @@ from edge_agent.ima import ImaReaderError
 from edge_agent.keys import AgentKeyError
 from edge_agent.payload import PayloadError, prepare_secure_dir
 from edge_agent.privileges import PrivilegeError, drop_privileges
+from edge_agent.push.errors import PushError
 from edge_agent.registrar_client import RegistrarError
 from edge_agent.server.hooks import SECURE_DIR_NAME
 from edge_agent.tpm import TpmError
@@ -48,6 +49,7 @@ _FATAL = (
     PayloadError,
     ImaReaderError,
     PrivilegeError,
+    PushError,
 )
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -92,6 +94,11 @@ async def _drop_privileges(config: AgentConfig) -> None:
         return
     if os.geteuid() != 0:
         log.info("Not started as root: run_as %r does not apply", config.run_as)
+        return
+    if config.push_model:
+        # No payloads in push mode: no secure dir to mount.
+        drop_privileges(config.run_as, chown_paths=[config.data_dir])
+        log.info("Dropped root privileges: running as %s", config.run_as)
         return
     prepare = functools.partial(
         prepare_secure_dir, config.data_dir / SECURE_DIR_NAME, config.secure_size, is_root=True
