@@ -64,6 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", action="store_true", help="confirm the agent derived the key")
     p.add_argument("--ek-ca-dir", metavar="DIR", help="EK CA certificates (tpm_cert_store)")
     p.add_argument("--ek-check-script", metavar="PATH", help="script that judges the EK")
+    p.add_argument(
+        "--push-model",
+        action="store_true",
+        help="the agent pushes its evidence (API 3.0): never contact it (tenant_lite/push.py)",
+    )
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def prepare(config: TenantConfig, args: argparse.Namespace) -> Prepared:
     return Prepared(policies, key, payload, metadata, revocation_key)
 
 
-def _effective(config: TenantConfig, args: argparse.Namespace) -> TenantConfig:
+def effective_config(config: TenantConfig, args: argparse.Namespace) -> TenantConfig:
     changes: dict[str, Any] = {}
     if args.ek_ca_dir:
         changes.update(tpm_cert_store=args.ek_ca_dir, require_ek_cert=True)
@@ -201,7 +206,7 @@ def _deliver_u(
     agent.send_ukey(client, args.agent_id, body)
 
 
-def _wait_listed(config: TenantConfig, ver: ServiceClient, agent_id: str) -> None:
+def wait_listed(config: TenantConfig, ver: ServiceClient, agent_id: str) -> None:
     for _ in range(config.max_retries):
         if services.verifier_has(ver, agent_id):
             return
@@ -236,7 +241,7 @@ def _verify_key(
 
 def run(config: TenantConfig, args: argparse.Namespace) -> Any:
     prepared = prepare(config, args)
-    config = _effective(config, args)
+    config = effective_config(config, args)
     with services.registrar(config) as reg_client:
         reg = services.registrar_show(reg_client, args.agent_id)
     store = Path(config.tpm_cert_store) if config.tpm_cert_store else None
@@ -256,7 +261,7 @@ def run(config: TenantConfig, args: argparse.Namespace) -> Any:
         _deliver_u(config, client, args, reg, prepared)
         record = verifier_record(config, prepared, reg, where, str(client.version()))
         services.verifier_add(ver, args.agent_id, record)
-        _wait_listed(config, ver, args.agent_id)
+        wait_listed(config, ver, args.agent_id)
         if args.verify and prepared.key is not None:
             _verify_key(config, client, ver, args.agent_id, prepared.key)
     return {

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attest_protocol.cli import base_parser
-from tenant_lite import add, commands, mbpolicy
+from tenant_lite import add, commands, mbpolicy, push
 from tenant_lite.config import config_path, load_config
 from tenant_lite.errors import EXIT_OK, EXIT_USAGE, TenantError
 
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("add", "check an agent's identity, deliver its payload and hand it to the verifier"),
         ("update", "delete the agent from the verifier, then add it again"),
     ):
-        add.add_arguments(_agent_command(subs, name, text, add.run))
+        add.add_arguments(_agent_command(subs, name, text, push.dispatch))
     for name, text, func in (
         ("delete", "remove the agent from the verifier", commands.delete),
         ("status", "the agent's state at the registrar and the verifier", commands.status),
@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("regstatus", "the agent's registrar record", commands.regstatus),
         ("regdelete", "remove the agent from the registrar", commands.regdelete),
     ):
-        _agent_command(subs, name, text, func)
+        p = _agent_command(subs, name, text, func)
+        if name == "status":
+            p.add_argument("--push-model", action="store_true", help="show it as a push agent")
     for name, text, func in (
         ("cvlist", "agents the verifier knows", commands.cvlist),
         ("bulkinfo", "every verifier record", commands.bulkinfo),

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tenant_lite import services
+from tenant_lite import push_status, services
 from tenant_lite.config import TenantConfig
 from tenant_lite.errors import ServiceError, UsageError
 from tenant_lite.http import ServiceClient
@@ -60,7 +60,12 @@ def status(config: TenantConfig, args: argparse.Namespace) -> Any:
     with services.verifier(config) as ver:
         if not services.verifier_has(ver, args.agent_id):
             return {args.agent_id: {"operational_state": services.OPERATIONAL_STATES[0]}}
-        return {args.agent_id: services.verifier_show(ver, args.agent_id)}
+        record = services.verifier_show(ver, args.agent_id)
+    # A push agent (no address at the verifier, or --push-model as Keylime's tenant takes it)
+    # has no operational_state worth showing: its attestation_status and counts say it all.
+    if getattr(args, "push_model", False) or push_status.is_push_record(record):
+        return {args.agent_id: push_status.push_status(record)}
+    return {args.agent_id: record}
 
 
 def delete(config: TenantConfig, args: argparse.Namespace) -> Any:

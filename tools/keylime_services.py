@@ -66,6 +66,9 @@ PROBE_TIMEOUT_SECONDS = 5.0
 # Longer than the shutdown_drain_timeout written to the configs (2 s).
 STOP_GRACE_SECONDS = 10.0
 TENANT_TIMEOUT_SECONDS = 120.0
+# A verifier in push mode answers GET /version with 410 Gone
+# (keylime/web/verifier/server_info_controller.py show_versions).
+VERSION_GONE = 410
 
 # Variables handed on from the caller's environment to Keylime's processes.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
@@ -192,6 +195,8 @@ def _answers_version(host: str, port: int, tls: Callable[[], ssl.SSLContext] | N
         status, body = get_json(host, port, "/version", None if tls is None else tls())
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError):
         return False  # not listening yet, or the CA files are still being written
+    if status == VERSION_GONE:
+        return True  # a push-mode verifier is up but has no /version
     return status == 200 and "current_version" in body.get("results", {})
 
 
