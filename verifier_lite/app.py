@@ -38,6 +38,8 @@ from service_kit.web import (
 from verifier_lite import validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
+from verifier_lite.push import enrol as push_enrol
+from verifier_lite.push.routes import register_push_routes
 from verifier_lite.service import Verifier
 from verifier_lite.store_health import StoreUnavailableError, store_health_view
 
@@ -64,6 +66,7 @@ def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
     _identity_route(app, verifier)
     _runtime_policy_routes(app, verifier, max_body_bytes)
     _mb_policy_routes(app, verifier, max_body_bytes)
+    register_push_routes(app, verifier, max_body_bytes)  # /v3.0 push mode (push/routes.py)
     install_error_handlers(
         app,
         log,
@@ -92,7 +95,12 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
     async def add_agent(ver: str, agent_id: str) -> Response:
         _check_version(ver)
         validation.agent_id(agent_id)
-        req = validation.add_agent_request(await _json_body(limit))
+        body = await _json_body(limit)
+        # Push agents (push/enrol.py) have no contact address and are never polled.
+        push = push_enrol.is_push_enrolment(body)
+        req = validation.add_agent_request(push_enrol.contactless(body) if push else body)
+        if push:
+            req = push_enrol.as_push(req)
         await verifier.add(agent_id, req)
         return ok()
 
