@@ -39,6 +39,7 @@ from verifier_lite import validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
 from verifier_lite.push import enrol as push_enrol
+from verifier_lite.push.routes import EXTENSION as PUSH_EXTENSION
 from verifier_lite.push.routes import register_push_routes
 from verifier_lite.service import Verifier
 from verifier_lite.store_health import StoreUnavailableError, store_health_view
@@ -102,6 +103,8 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
         if push:
             req = push_enrol.as_push(req)
         await verifier.add(agent_id, req)
+        if push:  # a re-enrolled push agent starts a fresh attestation history
+            app.extensions[PUSH_EXTENSION].flow.forget(agent_id)
         return ok()
 
     @app.delete("/<ver>/agents/<agent_id>")

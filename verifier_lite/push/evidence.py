@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
+from attest_protocol.errors import AttestProtocolError
+from attest_protocol.quote import KeylimeQuote
+from attest_protocol.tpm2.attest import parse_tpms_attest
 from verifier_lite.checks import Evidence
-from verifier_lite.push.errors import bad_request
+from verifier_lite.push.errors import PushError, bad_request
 
 MAX_IMA_TEXT = 64 * 1024 * 1024  # bounded anyway by max_body_bytes
 
@@ -104,3 +108,16 @@ def _ima(data: Mapping[str, Any]) -> tuple[str, int]:
         raise bad_request("ima_log data.entry_count does not match its entries")
     text = "\n".join(lines) + ("\n" if lines else "")
     return text, count
+
+
+def check_challenge(quote: str, challenge: bytes) -> None:
+    """Refuse, before anything is stored, a quote that does not parse or was made for another
+    challenge (an old quote replayed into this attestation).  Keylime accepts it with 202 and
+    fails the agent (broken_evidence_chain); refusing keeps a replay from touching the
+    record, and an agent that never sends fresh evidence still times out (monitor.py)."""
+    try:
+        attest = parse_tpms_attest(KeylimeQuote.parse(quote).attest)
+    except AttestProtocolError as exc:
+        raise bad_request(f"tpm_quote does not parse: {str(exc)[:120]}") from None
+    if not hmac.compare_digest(attest.extra_data, challenge):
+        raise PushError(400, "challenge_mismatch", "the quote is not over this challenge")

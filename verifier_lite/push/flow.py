@@ -26,7 +26,7 @@ from verifier_lite.measured_boot import load_mb_policy
 from verifier_lite.push.attestations import Attestation, PushHistory
 from verifier_lite.push.enrol import is_push_agent
 from verifier_lite.push.errors import PushError, bad_request
-from verifier_lite.push.evidence import to_evidence
+from verifier_lite.push.evidence import check_challenge, to_evidence
 from verifier_lite.push.negotiation import Offer, choose_ima, choose_quote, parse_offer, wanted
 from verifier_lite.records import AgentRecord
 from verifier_lite.service import Verifier
@@ -54,7 +54,11 @@ class PushFlow:
         self.challenge_lifetime = CHALLENGE_LIFETIME_SECONDS
 
     def history(self, agent_id: str) -> PushHistory:
-        return self.histories.setdefault(agent_id, PushHistory())
+        """The agent's history; an empty one (not stored) when it has none yet."""
+        return self.histories.get(agent_id) or PushHistory()
+
+    def forget(self, agent_id: str) -> None:
+        self.histories.pop(agent_id, None)
 
     async def push_agent(self, agent_id: str) -> AgentRecord:
         agent = await self.verifier.store.get_agent(agent_id)
@@ -82,6 +86,7 @@ class PushFlow:
             challenges_expire_at=now + self.challenge_lifetime,
         )
         history.add(attestation)
+        self.histories[agent_id] = history
         return attestation
 
     def _not_premature(self, history: PushHistory) -> None:
@@ -145,6 +150,8 @@ class PushFlow:
             enc_alg="ecc" if enc_alg == "ecc" else "rsa",
             boottime=attestation.boottime,
         )
+        chosen = attestation.evidence_requested[0]["chosen_parameters"]
+        check_challenge(evidence.quote, base64.b64decode(chosen["challenge"]))
         attestation.evidence_received_at = self.clock()
         attestation.stage = "evaluating_evidence"
         result = check_evidence(await self._check_input(agent, attestation, history), evidence)

@@ -112,7 +112,7 @@ def register_push_routes(app: QuartTrio, verifier: Verifier, limit: int) -> Push
 
 def _attestation_routes(app: QuartTrio, state: PushState, limit: int) -> None:
     @app.post("/v3.0/agents/<agent_id>/attestations")
-    async def create(agent_id: str) -> Response:
+    async def push_negotiate(agent_id: str) -> Response:
         agent_session(state, agent_id)
         attestation = await state.flow.negotiate(agent_id, await attributes(limit, "attestation"))
         base = f"/v3.0/agents/{agent_id}/attestations"
@@ -121,7 +121,7 @@ def _attestation_routes(app: QuartTrio, state: PushState, limit: int) -> None:
         return response
 
     @app.patch("/v3.0/agents/<agent_id>/attestations/<index>")
-    async def update(agent_id: str, index: str) -> Response:
+    async def push_evidence(agent_id: str, index: str) -> Response:
         session = agent_session(state, agent_id)
         attrs = await attributes(limit, "attestation")
         if not (index.isascii() and index.isdigit() and len(index) <= 12):
@@ -138,21 +138,21 @@ def _attestation_routes(app: QuartTrio, state: PushState, limit: int) -> None:
 
 def _admin_routes(app: QuartTrio, state: PushState) -> None:
     @app.get("/v3.0/agents/<agent_id>")
-    async def show_agent(agent_id: str) -> Response:
+    async def push_show_agent(agent_id: str) -> Response:
         admin_only()
         view = await state.verifier.status(validation.agent_id(agent_id))
         resource = {"type": "agent", "id": agent_id, "attributes": view}
         return document(resource, 200, f"/v3.0/agents/{agent_id}")
 
     @app.get("/v3.0/agents/<agent_id>/attestations")
-    async def index(agent_id: str) -> Response:
+    async def push_attestations(agent_id: str) -> Response:
         admin_only()
         await state.verifier.status(validation.agent_id(agent_id))
         items = [a.resource() for a in state.flow.history(agent_id).attestations]
         return document(items, 200, f"/v3.0/agents/{agent_id}/attestations")
 
     @app.get("/v3.0/agents/<agent_id>/attestations/<which>")
-    async def show(agent_id: str, which: str) -> Response:
+    async def push_attestation(agent_id: str, which: str) -> Response:
         admin_only()
         await state.verifier.status(validation.agent_id(agent_id))
         history = state.flow.history(agent_id)
