@@ -98,7 +98,7 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
         validation.agent_id(agent_id)
         body = await _json_body(limit)
         # Push agents (push/enrol.py) have no contact address and are never polled.
-        push = push_enrol.is_push_enrolment(body)
+        push = push_enrol.is_push_enrolment(body, verifier.config.mode)
         req = validation.add_agent_request(push_enrol.contactless(body) if push else body)
         if push:
             req = push_enrol.as_push(req)

@@ -48,6 +48,10 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 # A runtime policy may be tens of MiB (Keylime caps at its tornado default of 100 MiB);
 # 16 MiB covers a full distribution allowlist and bounds memory per request.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# pull: push agents only when enrolled without an address (or marked push_model); mixed: also
+# an enrolment with no V and no agent mTLS certificate (keylime_tenant --push-model); push:
+# every enrolment (Keylime's mode = push).  verifier_lite/push/enrol.py.
+PUSH_MODES = ("pull", "mixed", "push")
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,21 @@ class VerifierConfig(kit.TlsFilesMixin):
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
     shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
+    # Push mode (API 3.0; verifier_lite/push/, docs/push-mode.md).  Keylime's [verifier]
+    # names and defaults; ``mode`` is per agent here (push/enrol.py), and ``push_port`` is
+    # limelet's listener for agents, which present no client certificate (-1: none).
+    mode: str = "pull"
+    push_ip: str = DEFAULT_IP
+    push_port: int = -1
+    challenge_lifetime: float = 1800.0
+    session_lifetime: float = 180.0
+    session_create_rate_limit_per_ip: int = 50
+    session_create_rate_limit_window_ip: float = 60.0
+    session_create_rate_limit_per_agent: int = 15
+    session_create_rate_limit_window_agent: float = 60.0
 
     def __post_init__(self) -> None:
+        self._check_push_options()
         positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
         bad = range_error(
             self,
@@ -97,6 +114,23 @@ class VerifierConfig(kit.TlsFilesMixin):
             raise ConfigError("enabled_revocation_notifications", f"unknown: {sorted(unknown)}")
         if "webhook" in self.revocation_notifiers and not self.webhook_url:
             raise ConfigError("webhook_url", "required when 'webhook' notifications are enabled")
+
+    def _check_push_options(self) -> None:
+        if self.mode not in PUSH_MODES:
+            raise ConfigError("mode", f"must be one of {', '.join(PUSH_MODES)}")
+        if not -1 <= self.push_port <= 65535:
+            raise ConfigError("push_port", "must be a TCP port, 0 for any, or -1 for none")
+        positive = (
+            "challenge_lifetime",
+            "session_lifetime",
+            "session_create_rate_limit_per_ip",
+            "session_create_rate_limit_window_ip",
+            "session_create_rate_limit_per_agent",
+            "session_create_rate_limit_window_agent",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, "must be positive")
 
     @property
     def revocation_notifiers(self) -> frozenset[str]:

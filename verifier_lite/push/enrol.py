@@ -5,9 +5,11 @@ Keylime's ``mode`` is global: a push verifier stores ``ip = port = NULL`` for ev
 ``is_push_mode_agent`` reads that back.  Here the mode is per agent, chosen at enrolment: an
 agent is a push agent when the tenant sends no contact address (``cloudagent_ip`` and
 ``cloudagent_port`` null or absent), or marks it explicitly with ``"push_model": true`` (or
-``"accept_attestations": true``).  A push agent is stored with ``ip = ""`` and ``port = 0``
-and shown with ``ip``/``port`` null, as Keylime shows it; the polling engine never starts a
-task for it.
+``"accept_attestations": true``); with ``mode = mixed`` also when it sends neither a V nor an
+agent mTLS certificate, which is what Keylime 7.14.3's ``keylime_tenant --push-model`` sends
+(tenant.py ``do_cvadd``); with ``mode = push`` every enrolment is a push agent.  A push
+agent is stored with ``ip = ""`` and ``port = 0`` and shown with ``ip``/``port`` null, as
+Keylime shows it; the polling engine never starts a task for it.
 
 Keylime accepts a push agent with no tpm_policy, runtime or measured-boot policy, asks it
 for no evidence and leaves it PENDING forever; here that enrolment is a 400 saying why.
@@ -19,6 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from verifier_lite.agent_client import MTLS_DISABLED
 from verifier_lite.errors import RequestError
 from verifier_lite.records import AgentRecord
 from verifier_lite.tpm_policy import parse_tpm_policy
@@ -38,10 +41,16 @@ def is_push_agent(agent: AgentRecord) -> bool:
     return agent.ip == NO_IP and agent.port == NO_PORT
 
 
-def is_push_enrolment(body: Mapping[str, Any]) -> bool:
-    if body.get("push_model") is True or body.get("accept_attestations") is True:
+def is_push_enrolment(body: Mapping[str, Any], mode: str = "pull") -> bool:
+    """``mode`` is the verifier's (config.py PUSH_MODES)."""
+    if mode == "push" or body.get("push_model") is True or body.get("accept_attestations"):
         return True
-    return body.get("cloudagent_ip") in (None, "") and body.get("cloudagent_port") in (None, "")
+    if body.get("cloudagent_ip") in (None, "") and body.get("cloudagent_port") in (None, ""):
+        return True
+    # keylime_tenant --push-model still sends the registrar's ip/port, but never a V, and a
+    # push agent has no mTLS server: mode = mixed reads that pair as a push enrolment.
+    no_cert = body.get("mtls_cert") in (None, "", MTLS_DISABLED)
+    return mode == "mixed" and body.get("v") in (None, "") and no_cert
 
 
 def contactless(body: Mapping[str, Any]) -> dict[str, Any]:

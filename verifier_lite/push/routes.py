@@ -28,6 +28,7 @@ from quart_trio import QuartTrio
 
 from service_kit.web import json_body
 from verifier_lite import validation
+from verifier_lite.config import VerifierConfig
 from verifier_lite.errors import BodyTooLargeError
 from verifier_lite.push.errors import JSON_API, PushError, bad_request, error_response
 from verifier_lite.push.flow import PushFlow
@@ -45,9 +46,20 @@ class PushState:
 
     def __init__(self, verifier: Verifier, clock: Callable[[], float] = time.time) -> None:
         self.verifier = verifier
-        self.sessions = SessionTable(SessionSettings(), clock)
+        self.sessions = SessionTable(session_settings(verifier.config), clock)
         self.flow = PushFlow(verifier, clock)
+        self.flow.challenge_lifetime = verifier.config.challenge_lifetime
         self.clock = clock
+
+
+def session_settings(config: VerifierConfig) -> SessionSettings:
+    return SessionSettings(
+        session_lifetime=config.session_lifetime,
+        per_address=config.session_create_rate_limit_per_ip,
+        address_window=config.session_create_rate_limit_window_ip,
+        per_agent=config.session_create_rate_limit_per_agent,
+        agent_window=config.session_create_rate_limit_window_agent,
+    )
 
 
 def document(data: Any, status: int, self_link: str, **extra: Any) -> Response:
@@ -96,18 +108,24 @@ def register_push_routes(app: QuartTrio, verifier: Verifier, limit: int) -> Push
     state = PushState(verifier)
     app.extensions[EXTENSION] = state
 
-    @app.errorhandler(PushError)
-    async def push_error(exc: PushError) -> Response:
-        return error_response(exc)
-
     @app.before_serving
     async def start_monitor() -> None:
         app.nursery.start_soon(run_monitor, verifier, state.clock)
 
-    session_routes(app, state, limit)
-    _attestation_routes(app, state, limit)
+    register_agent_routes(app, state, limit)
     _admin_routes(app, state)
     return state
+
+
+def register_agent_routes(app: QuartTrio, state: PushState, limit: int) -> None:
+    """The routes push agents call; on the admin app and on the push listener's."""
+
+    @app.errorhandler(PushError)
+    async def push_error(exc: PushError) -> Response:
+        return error_response(exc)
+
+    session_routes(app, state, limit)
+    _attestation_routes(app, state, limit)
 
 
 def _attestation_routes(app: QuartTrio, state: PushState, limit: int) -> None:

@@ -37,8 +37,9 @@ class SessionSettings:
     nonce_lifetime: float = 60.0
     session_lifetime: float = 180.0
     per_address: int = 50
+    address_window: float = 60.0
     per_agent: int = 15
-    window: float = 60.0
+    agent_window: float = 60.0
 
 
 @dataclass
@@ -82,8 +83,8 @@ class SessionTable:
         self.settings = settings
         self.clock = clock
         self._sessions: dict[str, Session] = {}
-        self._by_address = _Window(settings.per_address, settings.window)
-        self._by_agent = _Window(settings.per_agent, settings.window)
+        self._by_address = _Window(settings.per_address, settings.address_window)
+        self._by_agent = _Window(settings.per_agent, settings.agent_window)
 
     def create(self, agent_id: str, address: str) -> Session:
         now = self.clock()
