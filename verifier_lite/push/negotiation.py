@@ -10,6 +10,7 @@ policy.  The certification key must be the enrolled AK: any other key offered is
 from __future__ import annotations
 
 import base64
+import binascii
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -73,12 +74,27 @@ def _strings(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+def _same_key(public: Any, ak_tpm_b64: str) -> bool:
+    """``public`` is the enrolled AK: the same TPM2B_PUBLIC, or its TPMT_PUBLIC body."""
+    if not isinstance(public, str):
+        return False
+    try:
+        theirs = base64.b64decode(public, validate=True)
+        ours = base64.b64decode(ak_tpm_b64)
+    except (binascii.Error, ValueError):
+        return False
+    return theirs in (ours, ours[2:])
+
+
 def _key_for(caps: Mapping[str, Any], ak_tpm_b64: str) -> Optional[Mapping[str, Any]]:
+    """Keylime's _certification_key_choices order: the enrolled AK's public area, else the
+    key the agent names ``ak``.  Either way the quote is verified with the enrolled AK."""
     keys = caps.get("certification_keys")
-    for key in keys if isinstance(keys, list) else []:
-        if isinstance(key, dict) and key.get("public") == ak_tpm_b64:
+    candidates = [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+    for key in candidates:
+        if _same_key(key.get("public"), ak_tpm_b64):
             return key
-    return None
+    return next((k for k in candidates if k.get("server_identifier") == "ak"), None)
 
 
 def _allowed(

@@ -18,6 +18,7 @@ certificate the mTLS listener already demanded.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Optional
@@ -36,6 +37,8 @@ from verifier_lite.push.monitor import run_monitor
 from verifier_lite.push.session_routes import session_routes
 from verifier_lite.push.sessions import Session, SessionSettings, SessionTable
 from verifier_lite.service import Verifier
+
+log = logging.getLogger("limelet.verifier")
 
 EXTENSION = "limelet.push"
 JSONAPI_VERSION = {"version": "1.1"}
@@ -122,6 +125,7 @@ def register_agent_routes(app: QuartTrio, state: PushState, limit: int) -> None:
 
     @app.errorhandler(PushError)
     async def push_error(exc: PushError) -> Response:
+        log.info("%s %s refused: %d %s", request.method, request.path, exc.http_status, exc)
         return error_response(exc)
 
     session_routes(app, state, limit)

@@ -46,8 +46,17 @@ def _agent_id(attrs: dict[str, Any]) -> str:
     return agent_id
 
 
-def _view(session: Session, evaluation: Optional[str] = None, **extra: Any) -> Response:
-    requested = {**POP, "chosen_parameters": {"challenge": _b64(session.challenge)}}
+def _view(
+    session: Session,
+    evaluation: Optional[str] = None,
+    proof: Optional[dict[str, str]] = None,
+    **extra: Any,
+) -> Response:
+    """The session document; after a proof, its ``authentication`` echoes the proof (the
+    push agent's SessionIdResponseAuth requires ``data``, keylime/src/structures/sessions.rs)."""
+    requested: dict[str, Any] = {**POP, "chosen_parameters": {"challenge": _b64(session.challenge)}}
+    if proof is not None:
+        requested["data"] = proof
     attrs: dict[str, Any] = {"agent_id": session.agent_id}
     if evaluation is not None:
         attrs["evaluation"] = evaluation
@@ -97,7 +106,8 @@ def session_routes(app: QuartTrio, state: PushState, limit: int) -> None:
         if session.agent_id != agent_id:
             raise bad_request("agent_id does not match the session")
         message, signature = _proof_parts(attrs)
-        received = {"response_received_at": iso(state.clock())}
+        received: dict[str, Any] = {"response_received_at": iso(state.clock())}
+        received["proof"] = {"message": _b64(message), "signature": _b64(signature)}
         state.sessions.discard(session_id)  # single use, whatever follows
         agent = await state.verifier.store.get_agent(agent_id)
         expired = state.clock() >= session.challenges_expire_at
@@ -112,5 +122,5 @@ def session_routes(app: QuartTrio, state: PushState, limit: int) -> None:
             return response
         state.sessions.restore(session)
         token = state.sessions.activate(session)
-        expires = {"token_expires_at": iso(session.token_expires_at)}
+        expires: dict[str, Any] = {"token_expires_at": iso(session.token_expires_at)}
         return _view(session, "pass", token=token, **received, **expires)
