@@ -24,7 +24,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -222,9 +222,7 @@ async def _attest_then_tamper(
         for path, content in files[1:]:
             count = status["attestation_count"]
             await trio.to_thread.run_sync(emulator.measure, path, content)
-            status = await wait_status(
-                verifier, agent_id, lambda r, c=count: r["attestation_count"] >= c + 2
-            )
+            status = await wait_status(verifier, agent_id, at_least(count + 2))
             assert status["attestation_status"] == "PASS", status
         assert await latest_ima_offset(verifier, agent_id) >= len(files)  # incremental
 
@@ -235,6 +233,10 @@ async def _attest_then_tamper(
         log.warning("PCR 23 tamper seen as FAIL after %.1f s", seen_after)
         assert failed["last_event_id"] == "pcr_validation.invalid_pcr_23"
         (tmp_path / "tamper-seconds.txt").write_text(f"{seen_after:.2f}\n")
+
+
+def at_least(count: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda results: bool(results["attestation_count"] >= count)
 
 
 def emulator_log(emulator: ImaEmulator) -> Path:
