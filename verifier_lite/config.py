@@ -5,7 +5,9 @@ Option names are those of Keylime's ``[verifier]`` section (keylime/config templ
 ``ip``, ``port``, ``registrar_ip``, ``registrar_port``, ``tls_dir``, ``server_key``,
 ``server_cert``, ``trusted_client_ca``, ``client_key``, ``client_cert``, ``database_url``,
 ``quote_interval``, ``retry_interval``, ``exponential_backoff``, ``max_retries``,
-``request_timeout``, ``enable_agent_mtls``; from ``[revocations]``
+``request_timeout``, ``enable_agent_mtls``, and for push mode ``mode``, ``challenge_lifetime``,
+``session_lifetime``, ``session_create_rate_limit_{per,window}_{ip,agent}`` (with limelet's
+``push_ip``/``push_port``, docs/push-mode.md); from ``[revocations]``
 ``enabled_revocation_notifications`` (comma-separated or a list) and ``webhook_url``; plus
 limelet's ``data_dir`` and limits.  The file may hold them at top level or under
 ``[verifier]`` / ``[revocations]``.  An unknown key is an error naming it.
