@@ -20,16 +20,18 @@ from verifier_lite.failures import Component, event
 from verifier_lite.push.enrol import is_push_agent
 from verifier_lite.records import AgentRecord
 from verifier_lite.service import MAX_INTERVAL_PERIODS, Verifier
-from verifier_lite.states import POLLING, Event, State
+from verifier_lite.states import Event, State
 
 log = logging.getLogger("limelet.verifier")
 
 MIN_SWEEP_SECONDS = 0.5
+ATTESTING = frozenset({State.GET_QUOTE, State.GET_QUOTE_RETRY})
 
 
 def overdue(agent: AgentRecord, now: float, quote_interval: float) -> bool:
-    """A push agent that attested once and has pushed nothing for 5 intervals."""
-    if not is_push_agent(agent) or agent.state not in POLLING or agent.last_received_quote <= 0:
+    """A push agent that passed since it was (re)started and has pushed nothing for 5
+    intervals.  A just enrolled or reactivated agent (START) is PENDING until it passes."""
+    if not is_push_agent(agent) or agent.state not in ATTESTING:
         return False
     return now - agent.last_received_quote > quote_interval * MAX_INTERVAL_PERIODS + 1
 
