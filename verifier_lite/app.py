@@ -104,7 +104,7 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
             req = push_enrol.as_push(req)
         await verifier.add(agent_id, req)
         if push:  # a re-enrolled push agent starts a fresh attestation history
-            app.extensions[PUSH_EXTENSION].flow.forget(agent_id)
+            await app.extensions[PUSH_EXTENSION].flow.forget(agent_id)
         return ok()
 
     @app.delete("/<ver>/agents/<agent_id>")

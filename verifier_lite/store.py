@@ -10,6 +10,8 @@ Schema::
     verifier_agents(agent_id PRIMARY KEY, <every AgentRecord field>)
     runtime_policies(name PRIMARY KEY, runtime_policy, tpm_policy, has_policy)
     mb_policies(name PRIMARY KEY, mb_policy)
+    push_documents(kind, key, agent_id, doc; PRIMARY KEY (kind, key))   push mode's
+        attestation histories and active sessions as JSON (verifier_lite/push/persist.py)
 """
 
 from __future__ import annotations
@@ -31,12 +33,18 @@ _COLUMNS = tuple(f.name for f in fields(AgentRecord))
 _LIST_COLUMNS = frozenset(
     {"accept_tpm_hash_algs", "accept_tpm_encryption_algs", "accept_tpm_signing_algs"}
 )
+# Push mode (verifier_lite/push/persist.py): one JSON document per (kind, key).
+PUSH_DOCUMENTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS push_documents (kind TEXT NOT NULL, key TEXT NOT NULL, "
+    "agent_id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key))"
+)
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS verifier_agents (agent_id TEXT PRIMARY KEY NOT NULL, "
     f"{', '.join(c for c in _COLUMNS if c != 'agent_id')})",
     "CREATE TABLE IF NOT EXISTS runtime_policies (name TEXT PRIMARY KEY NOT NULL, "
     "runtime_policy TEXT NOT NULL, tpm_policy TEXT, has_policy INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS mb_policies (name TEXT PRIMARY KEY NOT NULL, mb_policy TEXT)",
+    PUSH_DOCUMENTS_SCHEMA,
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
 _INSERT = (
@@ -88,6 +96,16 @@ class VerifierStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    # Push mode's documents (verifier_lite/push/persist.py).
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        """Insert or replace the document ``(kind, key)``."""
+        ...
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]: ...
+
+    async def delete_push_documents(self, kind: str, key: str) -> None: ...
 
 
 def _to_row(agent: AgentRecord) -> tuple[Any, ...]:
@@ -226,6 +244,23 @@ class SqliteVerifierStore:
 
     async def aclose(self) -> None:
         await self._db.aclose()
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        sql = "INSERT OR REPLACE INTO push_documents VALUES (?, ?, ?, ?)"
+        await self._run(lambda c: c.execute(sql, (kind, key, agent_id, doc)))
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        sql = "SELECT doc FROM push_documents WHERE kind = ? AND key = ?"
+
+        def query(conn: sqlite3.Connection) -> Optional[str]:
+            row = conn.execute(sql, (kind, key)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(query)
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        sql = "DELETE FROM push_documents WHERE kind = ? AND key = ?"
+        await self._run(lambda c: c.execute(sql, (kind, key)))
 
 
 def _add_agent(

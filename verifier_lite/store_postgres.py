@@ -30,7 +30,13 @@ from psycopg import errors
 
 from verifier_lite.errors import ConfigError, ConflictError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
-from verifier_lite.store import _COLUMNS, _LIST_COLUMNS, _from_row, _to_row
+from verifier_lite.store import (
+    _COLUMNS,
+    _LIST_COLUMNS,
+    PUSH_DOCUMENTS_SCHEMA,
+    _from_row,
+    _to_row,
+)
 
 T = TypeVar("T")
 
@@ -67,6 +73,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runtime_policies (name TEXT PRIMARY KEY, "
     "runtime_policy TEXT NOT NULL, tpm_policy TEXT, has_policy BOOLEAN NOT NULL)",
     "CREATE TABLE IF NOT EXISTS mb_policies (name TEXT PRIMARY KEY, mb_policy TEXT)",
+    PUSH_DOCUMENTS_SCHEMA,  # push mode (verifier_lite/push/persist.py); the same DDL
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
 _INSERT = (
@@ -220,6 +227,22 @@ class PostgresVerifierStore:
         column = _USER_COLUMNS[kind]
         sql = f"SELECT agent_id FROM verifier_agents WHERE {column} = %s ORDER BY agent_id"  # noqa: S608
         return [str(r[0]) for r in await self._run(self._rows(sql, (name,)))]
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        sql = (
+            "INSERT INTO push_documents (kind, key, agent_id, doc) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (kind, key) DO UPDATE SET agent_id = EXCLUDED.agent_id, doc = EXCLUDED.doc"
+        )
+        await self._run(self._changed(sql, (kind, key, agent_id, doc)))
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        sql = "SELECT doc FROM push_documents WHERE kind = %s AND key = %s"
+        rows = await self._run(self._rows(sql, (kind, key)))
+        return str(rows[0][0]) if rows else None
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        sql = "DELETE FROM push_documents WHERE kind = %s AND key = %s"
+        await self._run(self._changed(sql, (kind, key)))
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._conn.close, limiter=self._limiter)

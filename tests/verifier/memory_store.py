@@ -15,6 +15,7 @@ class MemoryStore:
         self.agents: dict[str, AgentRecord] = {}
         self.runtime: dict[str, RuntimePolicyRecord] = {}
         self.mb: dict[str, MbPolicyRecord] = {}
+        self.push_documents: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def add_agent(
         self,
@@ -85,3 +86,13 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        self.push_documents[(kind, key)] = (agent_id, doc)
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        found = self.push_documents.get((kind, key))
+        return None if found is None else found[1]
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        self.push_documents.pop((kind, key), None)

@@ -88,7 +88,7 @@ class Harness:
             k: [(a.index, a.stage, a.evaluation, a.evidence_received_at) for a in h.attestations]
             for k, h in self.state.flow.histories.items()
         }
-        return copy.deepcopy((self.store.agents, histories))
+        return copy.deepcopy((self.store.agents, histories, self.store.push_documents))
 
     def later(self) -> None:
         self.clock.now += QUOTE_INTERVAL + 0.5
@@ -206,6 +206,7 @@ async def test_tokens_are_stored_only_as_hashes(h: Harness) -> None:
     kept = h.state.sessions.stored_secrets()
     assert kept and all(client.token.encode() not in secret for secret in kept)
     assert client.token not in repr(h.state.sessions.__dict__)
+    assert client.token not in repr(h.store.push_documents)  # the store has the hash too
 
 
 # --- refusals: each with its status, and the stored state unchanged -----------------

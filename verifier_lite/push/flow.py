@@ -28,6 +28,7 @@ from verifier_lite.push.enrol import is_push_agent
 from verifier_lite.push.errors import PushError, bad_request
 from verifier_lite.push.evidence import check_challenge, to_evidence
 from verifier_lite.push.negotiation import Offer, choose_ima, choose_quote, parse_offer, wanted
+from verifier_lite.push.persist import HISTORY, history_from_text, history_to_text
 from verifier_lite.records import AgentRecord
 from verifier_lite.service import Verifier
 from verifier_lite.states import POLLING, Event, State
@@ -53,12 +54,25 @@ class PushFlow:
         self.histories: dict[str, PushHistory] = {}
         self.challenge_lifetime = CHALLENGE_LIFETIME_SECONDS
 
-    def history(self, agent_id: str) -> PushHistory:
-        """The agent's history; an empty one (not stored) when it has none yet."""
-        return self.histories.get(agent_id) or PushHistory()
+    async def history(self, agent_id: str) -> PushHistory:
+        """The agent's history, read from the store after a restart; an empty one (not
+        stored) when it has none yet."""
+        history = self.histories.get(agent_id)
+        if history is None:
+            text = await self.verifier.store.get_push_document(HISTORY, agent_id)
+            if text is None:
+                return PushHistory()
+            history = self.histories[agent_id] = history_from_text(text)
+        return history
 
-    def forget(self, agent_id: str) -> None:
+    async def save(self, agent_id: str, history: PushHistory) -> None:
+        self.histories[agent_id] = history
+        doc = history_to_text(history)
+        await self.verifier.store.put_push_document(HISTORY, agent_id, agent_id, doc)
+
+    async def forget(self, agent_id: str) -> None:
         self.histories.pop(agent_id, None)
+        await self.verifier.store.delete_push_documents(HISTORY, agent_id)
 
     async def push_agent(self, agent_id: str) -> AgentRecord:
         agent = await self.verifier.store.get_agent(agent_id)
@@ -70,7 +84,7 @@ class PushFlow:
 
     async def negotiate(self, agent_id: str, attributes: dict[str, Any]) -> Attestation:
         agent = await self.push_agent(agent_id)
-        history = self.history(agent_id)
+        history = await self.history(agent_id)
         self._not_premature(history)
         offer = parse_offer(attributes)
         requested = await self._requested(agent, offer, history)
@@ -86,7 +100,7 @@ class PushFlow:
             challenges_expire_at=now + self.challenge_lifetime,
         )
         history.add(attestation)
-        self.histories[agent_id] = history
+        await self.save(agent_id, history)
         return attestation
 
     def _not_premature(self, history: PushHistory) -> None:
@@ -131,7 +145,7 @@ class PushFlow:
 
     async def submit(self, agent_id: str, index: int, attributes: dict[str, Any]) -> Attestation:
         agent = await self.push_agent(agent_id)
-        history = self.history(agent_id)
+        history = await self.history(agent_id)
         attestation = history.get(index)
         if attestation is None:
             raise PushError(404, "not_found", f"no attestation {index}")
@@ -158,6 +172,7 @@ class PushFlow:
         await self._record(
             agent, attestation, history, result, evidence.hash_alg, evidence.sign_alg
         )
+        await self.save(agent_id, history)
         return attestation
 
     async def _check_input(

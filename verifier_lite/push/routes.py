@@ -34,6 +34,7 @@ from verifier_lite.errors import BodyTooLargeError
 from verifier_lite.push.errors import JSON_API, PushError, bad_request, error_response
 from verifier_lite.push.flow import PushFlow
 from verifier_lite.push.monitor import run_monitor
+from verifier_lite.push.persist import SESSION, session_from_text, session_to_text
 from verifier_lite.push.session_routes import session_routes
 from verifier_lite.push.sessions import Session, SessionSettings, SessionTable
 from verifier_lite.service import Verifier
@@ -53,6 +54,30 @@ class PushState:
         self.flow = PushFlow(verifier, clock)
         self.flow.challenge_lifetime = verifier.config.challenge_lifetime
         self.clock = clock
+
+    async def token_session(self, token: str) -> Optional[Session]:
+        """The token's active session; read from the store when this process has not seen
+        it (a restart): only its salted hash is there, as in memory."""
+        session_id = token.partition(".")[0]
+        if not self.sessions.known(session_id):
+            text = await self.verifier.store.get_push_document(SESSION, session_id)
+            if text is not None:
+                self.sessions.restore(session_from_text(text))
+        return self.sessions.agent_for(token)
+
+    async def save_session(self, session: Session) -> None:
+        doc = session_to_text(session)
+        await self.verifier.store.put_push_document(
+            SESSION, session.session_id, session.agent_id, doc
+        )
+
+    async def activate(self, session: Session) -> str:
+        """Hand out the token; the agent's earlier sessions end, in the store too."""
+        token, ended = self.sessions.activate(session)
+        for session_id in ended:
+            await self.verifier.store.delete_push_documents(SESSION, session_id)
+        await self.save_session(session)
+        return token
 
 
 def session_settings(config: VerifierConfig) -> SessionSettings:
@@ -92,9 +117,9 @@ def bearer() -> Optional[str]:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def agent_session(state: PushState, agent_id: str) -> Session:
+async def agent_session(state: PushState, agent_id: str) -> Session:
     token = bearer()
-    session = state.sessions.agent_for(token) if token else None
+    session = await state.token_session(token) if token else None
     if session is None:
         raise PushError(401, "unauthenticated", "a valid session token is required")
     if session.agent_id != agent_id:
@@ -135,7 +160,7 @@ def register_agent_routes(app: QuartTrio, state: PushState, limit: int) -> None:
 def _attestation_routes(app: QuartTrio, state: PushState, limit: int) -> None:
     @app.post("/v3.0/agents/<agent_id>/attestations")
     async def push_negotiate(agent_id: str) -> Response:
-        agent_session(state, agent_id)
+        await agent_session(state, agent_id)
         attestation = await state.flow.negotiate(agent_id, await attributes(limit, "attestation"))
         base = f"/v3.0/agents/{agent_id}/attestations"
         response = document(attestation.resource(), 201, base)
@@ -144,7 +169,7 @@ def _attestation_routes(app: QuartTrio, state: PushState, limit: int) -> None:
 
     @app.patch("/v3.0/agents/<agent_id>/attestations/<index>")
     async def push_evidence(agent_id: str, index: str) -> Response:
-        session = agent_session(state, agent_id)
+        session = await agent_session(state, agent_id)
         attrs = await attributes(limit, "attestation")
         if not (index.isascii() and index.isdigit() and len(index) <= 12):
             raise PushError(404, "not_found", "no such attestation")
@@ -152,6 +177,7 @@ def _attestation_routes(app: QuartTrio, state: PushState, limit: int) -> None:
             attestation = await state.flow.submit(agent_id, int(index), attrs)
         if attestation.evaluation == "pass":
             state.sessions.extend(session)
+            await state.save_session(session)
         wait = attestation.evidence_received_at or state.clock()
         wait += state.verifier.config.quote_interval - state.clock()
         meta = {"seconds_to_next_attestation": max(0, round(wait))}
@@ -170,14 +196,14 @@ def _admin_routes(app: QuartTrio, state: PushState) -> None:
     async def push_attestations(agent_id: str) -> Response:
         admin_only()
         await state.verifier.status(validation.agent_id(agent_id))
-        items = [a.resource() for a in state.flow.history(agent_id).attestations]
+        items = [a.resource() for a in (await state.flow.history(agent_id)).attestations]
         return document(items, 200, f"/v3.0/agents/{agent_id}/attestations")
 
     @app.get("/v3.0/agents/<agent_id>/attestations/<which>")
     async def push_attestation(agent_id: str, which: str) -> Response:
         admin_only()
         await state.verifier.status(validation.agent_id(agent_id))
-        history = state.flow.history(agent_id)
+        history = await state.flow.history(agent_id)
         found = history.latest() if which == "latest" else None
         if which.isascii() and which.isdigit() and len(which) <= 12:
             found = history.get(int(which))

@@ -121,6 +121,6 @@ def session_routes(app: QuartTrio, state: PushState, limit: int) -> None:
             response.status_code = 401
             return response
         state.sessions.restore(session)
-        token = state.sessions.activate(session)
+        token = await state.activate(session)
         expires: dict[str, Any] = {"token_expires_at": iso(session.token_expires_at)}
         return _view(session, "pass", token=token, **received, **expires)

@@ -117,18 +117,26 @@ class SessionTable:
     def restore(self, session: Session) -> None:
         self._sessions[session.session_id] = session
 
-    def activate(self, session: Session) -> str:
-        """The plaintext token, handed out once; only its hash stays.  Ends the agent's
-        earlier sessions (Keylime deletes them once a new proof succeeded)."""
-        for other in [s for s in self._sessions.values() if s.agent_id == session.agent_id]:
-            if other is not session:
-                self.discard(other.session_id)
+    def known(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    def activate(self, session: Session) -> tuple[str, list[str]]:
+        """The plaintext token, handed out once (only its hash stays), and the ids of the
+        agent's earlier sessions, which end (Keylime deletes them once a new proof
+        succeeded)."""
+        ended = [
+            s.session_id
+            for s in self._sessions.values()
+            if s.agent_id == session.agent_id and s is not session
+        ]
+        for session_id in ended:
+            self.discard(session_id)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
         token = f"{session.session_id}.{secret}"
         session.token_salt = secrets.token_bytes(16)
         session.token_hash = _hash(session.token_salt, token)
         session.token_expires_at = self.clock() + self.settings.session_lifetime
-        return token
+        return token, ended
 
     def agent_for(self, token: str) -> Optional[Session]:
         """The active, unexpired session the token belongs to, or None."""
