@@ -10,8 +10,11 @@ which is which).  Modules::
     sessions.py      sessions, single-use PoP nonces, hashed bearer tokens, rate limits
     negotiation.py   capabilities in, chosen parameters out (PCRs, IMA offset)
     evidence.py      the evidence PATCH: shape checks, then the pull-mode checks.py judges it
-    attestations.py  per-agent attestation history and the one place push results land
+    attestations.py  per-agent attestation history and its JSON:API view
+    persist.py       histories and active sessions as JSON documents for the store
+    flow.py          negotiate, take evidence, judge, record (the one place results land)
     monitor.py       5 x quote_interval without a push turns the agent FAILED
     enrol.py         which enrolments are push agents; refusing one with no policy
-    routes.py        the /v3.0 routes
+    routes.py        the /v3.0 routes; session_routes.py the two session routes
+    listener.py      the push agents' own TLS listener (push_port)
 """

@@ -3,9 +3,10 @@
 Keylime 7.14.3 keeps ``attestations`` rows (keylime/models/verifier/attestation.py): an
 index per agent, a stage (awaiting_evidence -> evaluating_evidence -> verification_complete),
 an evaluation (pending, pass, fail) with a failure_reason, and the times a challenge was
-issued, expires and was answered.  ``PushHistory`` holds them in memory with what the next
-attestation builds on: the last passed attestation's IMA state (the next starting_offset),
-and the TPM clock of the last authenticated quote (which must never go back).
+issued, expires and was answered.  ``PushHistory`` holds them (flow.py stores it through
+persist.py) with what the next attestation builds on: the last passed attestation's IMA
+state (the next starting_offset), and the TPM clock of the last authenticated quote (which
+must never go back).
 
 Retention follows Keylime's: a pass replaces an earlier pass, except the first one after a
 boot; failures stay.  ``MAX_KEPT`` bounds the rest so a failing agent cannot grow it forever.

@@ -11,8 +11,9 @@ which one salted SHA-256 is as hard to invert and costs the verifier nothing per
 Rate limits (keylime/models/verifier/rate_limiter.py): 50 session creations per source
 address and 15 per agent id in any 60 s; past that 429 with Retry-After.
 
-Held in memory: a restart drops pending challenges and active tokens, and push agents simply
-open a new session on their next 401 (rust-keylime auth.rs).
+Pure and in memory; routes.py writes each active session (salt and hash only) to the store
+(persist.py), so tokens survive a restart.  Pending challenges and the rate-limit counters do
+not: after a restart an agent at most proves possession once more (rust-keylime auth.rs).
 """
 
 from __future__ import annotations
