@@ -41,6 +41,9 @@ from service_kit.web import (
 from verifier_lite import evidence, signed_policy, validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
+from verifier_lite.push import enrol as push_enrol
+from verifier_lite.push.routes import EXTENSION as PUSH_EXTENSION
+from verifier_lite.push.routes import register_push_routes
 from verifier_lite.service import Verifier
 from verifier_lite.signed_policy import PolicySignatures
 from verifier_lite.store_health import StoreUnavailableError, store_health_view
@@ -75,6 +78,7 @@ def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
     _evidence_route(app, max_body_bytes)
     _runtime_policy_routes(app, verifier, max_body_bytes)
     _mb_policy_routes(app, verifier, max_body_bytes)
+    register_push_routes(app, verifier, max_body_bytes)  # /v3.0 push mode (push/routes.py)
     install_error_handlers(
         app,
         log,
@@ -103,8 +107,17 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
     async def add_agent(ver: str, agent_id: str) -> Response:
         _check_version(ver)
         validation.agent_id(agent_id)
-        req = validation.add_agent_request(await _json_body(limit), _signatures(verifier))
+        body = await _json_body(limit)
+        # Push agents (push/enrol.py) have no contact address and are never polled.
+        push = push_enrol.is_push_enrolment(body, verifier.config.mode)
+        req = validation.add_agent_request(
+            push_enrol.contactless(body) if push else body, _signatures(verifier)
+        )
+        if push:
+            req = push_enrol.as_push(req)
         await verifier.add(agent_id, req)
+        if push:  # a re-enrolled push agent starts a fresh attestation history
+            await app.extensions[PUSH_EXTENSION].flow.forget(agent_id)
         return ok()
 
     @app.delete("/<ver>/agents/<agent_id>")

@@ -5,7 +5,10 @@ Option names are those of Keylime's ``[verifier]`` section (keylime/config templ
 ``ip``, ``port``, ``registrar_ip``, ``registrar_port``, ``tls_dir``, ``server_key``,
 ``server_cert``, ``trusted_client_ca``, ``client_key``, ``client_cert``, ``database_url``,
 ``quote_interval``, ``retry_interval``, ``exponential_backoff``, ``max_retries``,
-``request_timeout``, ``enable_agent_mtls``, ``measured_boot_policy_name``; from ``[revocations]``
+``request_timeout``, ``enable_agent_mtls``, ``measured_boot_policy_name``, and for push mode
+``mode``, ``challenge_lifetime``, ``session_lifetime``,
+``session_create_rate_limit_{per,window}_{ip,agent}`` (with limelet's
+``push_ip``/``push_port``, docs/push-mode.md); from ``[revocations]``
 ``enabled_revocation_notifications`` (comma-separated or a list) and ``webhook_url``; plus
 limelet's ``data_dir`` and limits.  The file may hold them at top level or under
 ``[verifier]`` / ``[revocations]``.  An unknown key is an error naming it.
@@ -58,6 +61,10 @@ DEFAULT_SEVERITY_POLICY = '[{"event_id": ".*", "severity_label": "emergency"}]'
 # The status page (verifier_lite/status_page.py): off unless given a loopback ip:port, e.g.
 # "127.0.0.1:8882" (plain HTTP, so never on an address other hosts reach).
 DEFAULT_STATUS_PAGE_ADDRESS = ""
+# pull: push agents only when enrolled without an address (or marked push_model); mixed: also
+# an enrolment with no V and no agent mTLS certificate (keylime_tenant --push-model); push:
+# every enrolment (Keylime's mode = push).  verifier_lite/push/enrol.py.
+PUSH_MODES = ("pull", "mixed", "push")
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,21 @@ class VerifierConfig(kit.TlsFilesMixin):
     # example, or limelet's limelet-pcrs (verifier_lite/measured_boot.py).
     measured_boot_policy_name: str = ACCEPT_ALL
 
+    # Push mode (API 3.0; verifier_lite/push/, docs/push-mode.md).  Keylime's [verifier]
+    # names and defaults; ``mode`` is per agent here (push/enrol.py), and ``push_port`` is
+    # limelet's listener for agents, which present no client certificate (-1: none).
+    mode: str = "pull"
+    push_ip: str = DEFAULT_IP
+    push_port: int = -1
+    challenge_lifetime: float = 1800.0
+    session_lifetime: float = 180.0
+    session_create_rate_limit_per_ip: int = 50
+    session_create_rate_limit_window_ip: float = 60.0
+    session_create_rate_limit_per_agent: int = 15
+    session_create_rate_limit_window_agent: float = 60.0
+
     def __post_init__(self) -> None:
+        self._check_push_options()
         self._check_status_and_logs()
         positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
         bad = range_error(
@@ -134,6 +155,23 @@ class VerifierConfig(kit.TlsFilesMixin):
             return load_severity_policy(self.severity_labels, self.severity_policy)
         except SeverityConfigError as exc:
             raise ConfigError(exc.option, exc.reason) from None
+
+    def _check_push_options(self) -> None:
+        if self.mode not in PUSH_MODES:
+            raise ConfigError("mode", f"must be one of {', '.join(PUSH_MODES)}")
+        if not -1 <= self.push_port <= 65535:
+            raise ConfigError("push_port", "must be a TCP port, 0 for any, or -1 for none")
+        positive = (
+            "challenge_lifetime",
+            "session_lifetime",
+            "session_create_rate_limit_per_ip",
+            "session_create_rate_limit_window_ip",
+            "session_create_rate_limit_per_agent",
+            "session_create_rate_limit_window_agent",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, "must be positive")
 
     @property
     def revocation_notifiers(self) -> frozenset[str]:

@@ -88,7 +88,8 @@ class Engine:
             self._nursery = nursery
             self.states.nursery = nursery
             for agent in await self._store.list_agents(self._verifier_id):
-                if agent.state in POLLING:
+                if agent.state in POLLING and not (agent.ip == "" and agent.port == 0):
+                    # Push agents (no address; verifier_lite/push/enrol.py) are not polled.
                     # As Keylime's verifier does at start-up: back to START, so the first
                     # quote is a full one (the NK key, clock and IMA position are rebuilt).
                     await self.states.apply(agent, Event.REACTIVATE)

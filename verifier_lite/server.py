@@ -11,6 +11,7 @@ Binding, the Hypercorn config and its CVE-2023-38200 timeouts are service_kit/li
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +35,8 @@ from verifier_lite.config import VerifierConfig
 from verifier_lite.engine import ChannelFactory, Engine, EngineSettings
 from verifier_lite.errors import ConfigError
 from verifier_lite.metrics_http import attach_metrics
+from verifier_lite.push.listener import serve_push_listener
+from verifier_lite.push.routes import EXTENSION as PUSH_EXTENSION
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
 from verifier_lite.service import Verifier
@@ -53,6 +56,7 @@ class BoundPort:
     ip: str
     port: int
     status_url: Optional[str] = None  # the status page's, when status_page_address is set
+    push_port: Optional[int] = None  # the push agents' listener, when push_port >= 0
 
 
 def http_channels(config: VerifierConfig) -> ChannelFactory:
@@ -153,6 +157,12 @@ async def serve_verifier(
             attach_metrics(app, store, engine, config.uuid)
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
+                if config.push_port >= 0:  # push agents' own listener (push/listener.py)
+                    push_state = app.extensions[PUSH_EXTENSION]
+                    push_port = await nursery.start(
+                        serve_push_listener, config, push_state, shutdown
+                    )
+                    bound = dataclasses.replace(bound, push_port=push_port)
                 await nursery.start(
                     _serve_then_stop,
                     nursery,

@@ -75,12 +75,17 @@ class Verifier:
         return {a.agent_id: await self._view(a) for a in await self.store.list_agents(verifier_id)}
 
     async def add(self, agent_id: str, req: AddAgentRequest) -> None:
-        if self.config.enable_agent_mtls and req.mtls_cert in (None, "", MTLS_DISABLED):
+        push = req.ip == "" and req.port == 0  # push/enrol.py: no address, never polled
+        needs_cert = self.config.enable_agent_mtls and not push
+        if needs_cert and req.mtls_cert in (None, "", MTLS_DISABLED):
             # Keylime's text for the same refusal (enable_agent_mtls = True).
             raise RequestError("mtls_cert", "mTLS certificate for agent is required!")
         runtime = await self._runtime_policy_for(agent_id, req)
         mb = await self._mb_policy_for(agent_id, req)
         await self.store.add_agent(self._record(agent_id, req, runtime.name, mb.name), runtime, mb)
+        if push:
+            log.info("agent %s added in push mode", agent_id)
+            return
         log.info("agent %s added; polling %s:%d", agent_id, req.ip, req.port)
         self.engine.start(agent_id)
 
@@ -162,7 +167,8 @@ class Verifier:
         agent = await self._agent(agent_id)
         self.engine.stop(agent_id)  # a running task must not write after our START
         await self.engine.states.apply(agent, Event.REACTIVATE)
-        self.engine.start(agent_id)
+        if not (agent.ip == "" and agent.port == 0):  # push agents are never polled
+            self.engine.start(agent_id)
 
     # Runtime policies (``/allowlists``) and measured-boot policies (``/mbpolicies``).
 

@@ -12,6 +12,8 @@ Schema::
     mb_policies(name PRIMARY KEY, mb_policy)
     agent_timeline(seq PRIMARY KEY, agent_id, at, from_state, to_state, event, event_id,
                    context)   the newest TIMELINE_EVENTS_PER_AGENT per agent (timeline.py)
+    push_documents(kind, key, agent_id, doc; PRIMARY KEY (kind, key))   push mode's
+        attestation histories and active sessions as JSON (verifier_lite/push/persist.py)
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ _COLUMNS = tuple(f.name for f in fields(AgentRecord))
 _LIST_COLUMNS = frozenset(
     {"accept_tpm_hash_algs", "accept_tpm_encryption_algs", "accept_tpm_signing_algs"}
 )
+# Push mode (verifier_lite/push/persist.py): one JSON document per (kind, key).
+PUSH_DOCUMENTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS push_documents (kind TEXT NOT NULL, key TEXT NOT NULL, "
+    "agent_id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key))"
+)
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS verifier_agents (agent_id TEXT PRIMARY KEY NOT NULL, "
     f"{', '.join(c for c in _COLUMNS if c != 'agent_id')})",
@@ -45,6 +52,7 @@ _SCHEMA = (
     "agent_id TEXT NOT NULL, at REAL NOT NULL, from_state INTEGER NOT NULL, "
     "to_state INTEGER NOT NULL, event TEXT NOT NULL, event_id TEXT, context TEXT)",
     "CREATE INDEX IF NOT EXISTS agent_timeline_agent ON agent_timeline (agent_id, seq)",
+    PUSH_DOCUMENTS_SCHEMA,
 )
 # Shared with store_postgres.py: the timeline's columns, and its trim to the newest ``keep``.
 TIMELINE_COLUMNS = "agent_id, at, from_state, to_state, event, event_id, context"
@@ -115,6 +123,16 @@ class VerifierStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    # Push mode's documents (verifier_lite/push/persist.py).
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        """Insert or replace the document ``(kind, key)``."""
+        ...
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]: ...
+
+    async def delete_push_documents(self, kind: str, key: str) -> None: ...
 
 
 def timeline_row(event: TimelineEvent) -> tuple[Any, ...]:
@@ -287,6 +305,23 @@ class SqliteVerifierStore:
 
     async def aclose(self) -> None:
         await self._db.aclose()
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        sql = "INSERT OR REPLACE INTO push_documents VALUES (?, ?, ?, ?)"
+        await self._run(lambda c: c.execute(sql, (kind, key, agent_id, doc)))
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        sql = "SELECT doc FROM push_documents WHERE kind = ? AND key = ?"
+
+        def query(conn: sqlite3.Connection) -> Optional[str]:
+            row = conn.execute(sql, (kind, key)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(query)
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        sql = "DELETE FROM push_documents WHERE kind = ? AND key = ?"
+        await self._run(lambda c: c.execute(sql, (kind, key)))
 
 
 def _add_agent(

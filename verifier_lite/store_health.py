@@ -175,6 +175,15 @@ class MonitoredStore:
     async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
         return await self._call(lambda: self.inner.timeline(agent_id, limit))
 
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        await self._call(lambda: self.inner.put_push_document(kind, key, agent_id, doc), write=True)
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        return await self._call(lambda: self.inner.get_push_document(kind, key))
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        await self._call(lambda: self.inner.delete_push_documents(kind, key), write=True)
+
     async def aclose(self) -> None:
         try:
             await self.inner.aclose()

@@ -33,6 +33,7 @@ from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyReco
 from verifier_lite.store import (
     _COLUMNS,
     _LIST_COLUMNS,
+    PUSH_DOCUMENTS_SCHEMA,
     _from_row,
     _to_row,
     timeline_row,
@@ -81,6 +82,7 @@ _SCHEMA = (
     "from_state BIGINT NOT NULL, to_state BIGINT NOT NULL, event TEXT NOT NULL, "
     "event_id TEXT, context TEXT)",
     "CREATE INDEX IF NOT EXISTS agent_timeline_agent ON agent_timeline (agent_id, seq)",
+    PUSH_DOCUMENTS_SCHEMA,  # push mode (verifier_lite/push/persist.py); the same DDL
 )
 _TIMELINE_INSERT, _TIMELINE_DELETE_OLD, _TIMELINE_LIST = timeline_sql("%s")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
@@ -252,6 +254,22 @@ class PostgresVerifierStore:
     async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
         rows = await self._run(self._rows(_TIMELINE_LIST, (agent_id, limit)))
         return [TimelineEvent(*r) for r in rows]
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        sql = (
+            "INSERT INTO push_documents (kind, key, agent_id, doc) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (kind, key) DO UPDATE SET agent_id = EXCLUDED.agent_id, doc = EXCLUDED.doc"
+        )
+        await self._run(self._changed(sql, (kind, key, agent_id, doc)))
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        sql = "SELECT doc FROM push_documents WHERE kind = %s AND key = %s"
+        rows = await self._run(self._rows(sql, (kind, key)))
+        return str(rows[0][0]) if rows else None
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        sql = "DELETE FROM push_documents WHERE kind = %s AND key = %s"
+        await self._run(self._changed(sql, (kind, key)))
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._conn.close, limiter=self._limiter)

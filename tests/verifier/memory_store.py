@@ -17,6 +17,7 @@ class MemoryStore:
         self.runtime: dict[str, RuntimePolicyRecord] = {}
         self.mb: dict[str, MbPolicyRecord] = {}
         self.events: dict[str, list[TimelineEvent]] = {}
+        self.push_documents: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def add_agent(
         self,
@@ -95,3 +96,13 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        self.push_documents[(kind, key)] = (agent_id, doc)
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        found = self.push_documents.get((kind, key))
+        return None if found is None else found[1]
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        self.push_documents.pop((kind, key), None)
