@@ -26,6 +26,7 @@ from typing import Optional
 
 from attest_protocol.settings import range_error
 from service_kit import settings as kit
+from verifier_lite import leases
 from verifier_lite.errors import ConfigError
 
 ENV_PREFIX = "LIMELET_VERIFIER_"
@@ -79,6 +80,11 @@ class VerifierConfig(kit.TlsFilesMixin):
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
     shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
+    # Several verifiers on one PostgreSQL database share the fleet by leases (leases.py);
+    # lease_seconds = 0 keeps Keylime's static split by verifier_id (uuid).
+    lease_seconds: float = leases.DEFAULT_LEASE_SECONDS
+    lease_renew_seconds: float = leases.DEFAULT_LEASE_RENEW_SECONDS
+    lease_margin_seconds: float = leases.DEFAULT_LEASE_MARGIN_SECONDS
 
     def __post_init__(self) -> None:
         positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
@@ -97,6 +103,22 @@ class VerifierConfig(kit.TlsFilesMixin):
             raise ConfigError("enabled_revocation_notifications", f"unknown: {sorted(unknown)}")
         if "webhook" in self.revocation_notifiers and not self.webhook_url:
             raise ConfigError("webhook_url", "required when 'webhook' notifications are enabled")
+        self._check_leases()
+
+    def _check_leases(self) -> None:
+        if self.lease_seconds < 0:
+            raise ConfigError("lease_seconds", "must be >= 0 (0: no leases)")
+        times = leases.LeaseTimes(
+            self.lease_seconds, self.lease_renew_seconds, self.lease_margin_seconds
+        )
+        bad = times.problem() if self.lease_seconds > 0 else None
+        if bad is not None:
+            raise ConfigError(*bad)
+
+    @property
+    def shares_fleet(self) -> bool:
+        """Several verifiers divide the agents by leases: PostgreSQL and lease_seconds > 0."""
+        return self.database_url.startswith("postgres") and self.lease_seconds > 0
 
     @property
     def revocation_notifiers(self) -> frozenset[str]:

@@ -16,7 +16,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import httpx
 import trio
@@ -41,6 +41,9 @@ from verifier_lite.store import SqliteVerifierStore, VerifierStore
 from verifier_lite.store_health import MonitoredStore
 from verifier_lite.store_lock import lock_database
 from verifier_lite.tls import ensure_tls_dir
+
+if TYPE_CHECKING:  # psycopg is optional: lease_loop.py is imported only for PostgreSQL
+    from verifier_lite.lease_loop import Fleet
 
 log = logging.getLogger("limelet.verifier")
 
@@ -136,11 +139,23 @@ async def serve_verifier(
     hc = hypercorn_config(config, log)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
     store = await open_store(config)
+    fleet: Optional[Fleet] = None
     try:
+        if config.shares_fleet:  # several verifiers on PostgreSQL: lease_loop.py
+            from verifier_lite.lease_loop import open_fleet
+
+            fleet = await open_fleet(config, store)
         factory = channels or http_channels(config)
         sink = HttpRevocationSink(factory, config.webhook_url, config.request_timeout)
         notifier = Notifier(config.revocation_notifiers, sink)
-        engine = Engine(store, engine_settings(config), factory, notifier, verifier_id=config.uuid)
+        engine = Engine(
+            store,
+            engine_settings(config),
+            factory,
+            notifier,
+            verifier_id=config.uuid,
+            poll_store=None if fleet is None else fleet.poll_store,
+        )
         sock = bind(config.ip, config.port)
         try:
             bound = BoundPort(config.ip, sock.getsockname()[1])
@@ -148,6 +163,8 @@ async def serve_verifier(
             attach_metrics(app, store, engine, config.uuid)
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
+                if fleet is not None:
+                    await nursery.start(fleet.loop(engine).serve)
                 await nursery.start(
                     _serve_then_stop,
                     nursery,
@@ -159,6 +176,8 @@ async def serve_verifier(
             sock.close()
     finally:
         with trio.CancelScope(shield=True):
+            if fleet is not None:
+                await fleet.aclose()
             await store.aclose()
 
 

@@ -247,3 +247,34 @@ def _add_agent(
             conn.execute(_INSERT, _to_row(agent))
     except errors.UniqueViolation as exc:
         raise ConflictError(_CONFLICT.format(agent.agent_id)) from exc
+
+
+# --- fenced writes for leased polling (verifier_lite/lease_store.py) -----------------------
+
+# The polling task's write lands only while this verifier holds the agent's unexpired lease
+# and the row still says the agent is being polled (a stop or delete through any verifier of
+# the fleet ends the task at its next write).  FOR SHARE makes a competing take wait for the
+# write, so a write and a take-over are ordered.  The agent_leases table is lease_store.py's.
+_FENCE = (
+    " WHERE agent_id = %s AND operational_state = ANY(%s) AND EXISTS (SELECT 1 FROM agent_leases"
+    " WHERE agent_id = %s AND holder = %s AND expires_at > clock_timestamp() FOR SHARE)"
+)
+
+
+async def update_agent_fenced(
+    store: PostgresVerifierStore,
+    agent_id: str,
+    holder: str,
+    polling_states: list[int],
+    changes: dict[str, Any],
+) -> bool:
+    """``update_agent`` that only writes under ``holder``'s lease; False when refused."""
+    unknown = set(changes) - set(_COLUMNS) | ({"agent_id"} & set(changes))
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    names = sorted(changes)
+    values = [json.dumps(list(changes[n])) if n in _LIST_COLUMNS else changes[n] for n in names]
+    assignments = ", ".join(f"{n} = %s" for n in names)  # names checked against _COLUMNS
+    sql = f"UPDATE verifier_agents SET {assignments}{_FENCE}"  # noqa: S608 - constants
+    params = (*values, agent_id, polling_states, agent_id, holder)
+    return await store._run(store._changed(sql, params))
