@@ -78,7 +78,7 @@ class LeaseLoop:
             if plan.release:
                 released = frozenset(plan.release)
                 await self._stop(released, "released to another verifier")
-                await self._leases.release(released)
+                await self._leases.release(released, self._times.margin)
             taken = await self._leases.take(plan.take, self._times.duration)
             self.held.update(taken)
             await self._start_idle()
@@ -125,7 +125,7 @@ class LeaseLoop:
         held = frozenset(self.held)
         await self._stop(set(held), "verifier stopping")
         try:
-            await self._leases.release(held)
+            await self._leases.release(held, self._times.margin)
             await self._leases.leave()
         except psycopg.Error as exc:
             log.warning("could not give leases back (they expire instead): %s", exc)

@@ -71,8 +71,11 @@ _TAKE = (
     "ORDER BY agent_id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING agent_id"
 )
 _OWNER = "UPDATE verifier_agents SET verifier_id = %s WHERE agent_id = ANY(%s)"
+# A released lease is free only after the margin, so a quote request the releaser cancelled
+# has drained at the agent before the next holder asks.
 _RELEASE = (
-    "UPDATE agent_leases SET holder = NULL, expires_at = '-infinity' "
+    "UPDATE agent_leases SET holder = NULL, "
+    "expires_at = clock_timestamp() + %s * interval '1 second' "
     "WHERE holder = %s AND agent_id = ANY(%s)"
 )
 _LEAVE = "UPDATE verifier_heartbeats SET expires_at = '-infinity' WHERE verifier_id = %s"
@@ -152,9 +155,11 @@ class LeaseStore:
 
         return await self._run(run) if count > 0 else frozenset()
 
-    async def release(self, agent_ids: frozenset[str]) -> None:
+    async def release(self, agent_ids: frozenset[str], drain: float) -> None:
+        """Give leases back; others may take them ``drain`` seconds from now."""
         if agent_ids:
-            await self._run(lambda c: c.execute(_RELEASE, (self._me, sorted(agent_ids))))
+            params = (drain, self._me, sorted(agent_ids))
+            await self._run(lambda c: c.execute(_RELEASE, params))
 
     async def leave(self) -> None:
         """Say this verifier is gone (a clean stop): the others re-divide at once."""
