@@ -1,7 +1,8 @@
 """``serve_leases``: a verifier's part in a fleet shared on PostgreSQL (rules in leases.py).
 
 Every ``lease_renew_seconds`` one round (lease_store.py): heartbeat and renew all held leases
-in one transaction; stop polling (and forget) any lease that did not come back; release the
+in one transaction; stop polling (and forget) any lease that did not come back, adopt any of
+ours we did not know of (a restart under the same uuid); release the
 surplus above the fair share after stopping those tasks; take expired or unheld leases up to
 the share; then start polling every held agent whose row says it is being polled and that has
 no task yet (an agent added, or reactivated, through another verifier is started here).
@@ -70,7 +71,10 @@ class LeaseLoop:
             log.warning("lease renewal failed (polling stops at the lease margin): %s", exc)
             return
         await self._stop(self.held - result.renewed, "lease not renewed")
-        self.held.intersection_update(result.renewed)
+        # Adopt every lease the database says is ours, known or not (a restart under the same
+        # uuid within lease_seconds, or a take whose reply was lost): nobody else can poll it.
+        self.held.clear()
+        self.held.update(result.renewed)
         self._set_deadline(stop_polling_at(sent, self._times))
         plan = plan_round(self.held, fair_share(result.agents, result.live_verifiers))
         taken: frozenset[str] = frozenset()

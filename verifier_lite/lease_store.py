@@ -12,10 +12,10 @@ leases, count the live verifiers and the agents.  Taking uses ``FOR UPDATE SKIP 
 verifiers taking at once never wait on or steal from each other, and records the taker in
 ``verifier_agents.verifier_id`` (what ``GET /agents/?verifier=`` lists).
 
-The lease store has its own connection and worker thread, so a renewal never queues behind
-the polling tasks' writes.  :class:`FencedStore` is the store the polling tasks write through:
-its ``update_agent`` goes through ``update_agent_fenced`` (store_postgres.py) and raises
-:class:`LeaseLost` when the lease is no longer this verifier's.
+The lease store has its own connection and worker thread (service_kit/postgres.py), so a
+renewal never queues behind the polling tasks' writes.  :class:`FencedStore` is the store the
+polling tasks write through: its ``update_agent`` goes through ``update_agent_fenced``
+(store_postgres.py) and raises :class:`LeaseLost` when the lease is no longer this verifier's.
 """
 
 from __future__ import annotations
@@ -25,17 +25,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-import trio
 
+from service_kit.postgres import PostgresWorker
 from verifier_lite.leases import LeaseLost
 from verifier_lite.states import POLLING
 from verifier_lite.store_health import MonitoredStore
-from verifier_lite.store_postgres import (
-    SCHEMA_LOCK_KEY,
-    PostgresVerifierStore,
-    _connect,
-    update_agent_fenced,
-)
+from verifier_lite.store_postgres import AGENT_SCHEMA, PostgresVerifierStore, update_agent_fenced
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -90,19 +85,6 @@ class RoundResult:
     live_verifiers: int
 
 
-def _connect_leases(conninfo: str) -> Conn:
-    conn = _connect(conninfo)  # the agent tables first: agent_leases refers to them
-    try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            for statement in _SCHEMA:
-                conn.execute(statement)  # constants
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 def _ids(rows: list[tuple[Any, ...]]) -> frozenset[str]:
     return frozenset(str(r[0]) for r in rows)
 
@@ -110,26 +92,19 @@ def _ids(rows: list[tuple[Any, ...]]) -> frozenset[str]:
 class LeaseStore:
     """The lease tables on their own connection, used from one worker thread at a time."""
 
-    def __init__(self, conn: Conn, conninfo: str, verifier_id: str) -> None:
-        self._conn = conn
-        self._conninfo = conninfo
+    def __init__(self, db: PostgresWorker, verifier_id: str) -> None:
+        self._db = db
         self._me = verifier_id
-        self._limiter = trio.CapacityLimiter(1)
 
     @classmethod
     async def open(cls, conninfo: str, verifier_id: str) -> LeaseStore:
-        return cls(await trio.to_thread.run_sync(_connect_leases, conninfo), conninfo, verifier_id)
+        # The agent tables first: agent_leases refers to them.
+        return cls(await PostgresWorker.open(conninfo, (*AGENT_SCHEMA, *_SCHEMA)), verifier_id)
 
     async def _run(self, fn: Callable[[Conn], T]) -> T:
-        return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
-
-    def _call(self, fn: Callable[[Conn], T]) -> T:
-        # No retry within a round: a failed round is simply the next one's job, and the
-        # lease loop's deadline stops polling if renewals keep failing.
-        if self._conn.broken:
-            self._conn.close()
-            self._conn = _connect_leases(self._conninfo)
-        return fn(self._conn)
+        # A round the worker retries after a reconnect may have committed once already:
+        # harmless, as the lease loop adopts every lease the database says is its own.
+        return await self._db.run(fn)
 
     async def round(self, duration: float) -> RoundResult:
         def run(conn: Conn) -> RoundResult:
@@ -171,7 +146,7 @@ class LeaseStore:
         return frozenset(str(r[0]) for r in rows if int(r[1]) in _POLLING_CODES)
 
     async def aclose(self) -> None:
-        await trio.to_thread.run_sync(self._conn.close, limiter=self._limiter)
+        await self._db.aclose()
 
 
 class FencedStore(MonitoredStore):

@@ -6,11 +6,11 @@ Keylime's verifier scales out the same way: each process has its own ``uuid`` (t
 ``database_url``.  We accept ``postgresql://`` and ``postgres://`` with or without a
 ``+driver`` part (``postgresql+psycopg2://``); the driver is always psycopg 3.
 
-Like the SQLite store: one synchronous connection used from a worker thread behind a
-one-slot CapacityLimiter, autocommit except where a check and a write must be one step.
+Like the SQLite store: one connection on service_kit/postgres.py's worker, autocommit except
+where a check and a write must be one step.
 Adding an agent is one transaction; a taken id is caught by the primary key (so two verifiers
 racing for one id cannot both win) and rolls the new policies back.  A connection the server
-drops is reopened and the call retried once.
+drops is reopened and the call retried once (service_kit/postgres.py).
 
 Schema (created on first start, idempotently, under an advisory lock so two verifiers
 starting together do not race in ``CREATE TABLE``): the SQLite store's tables and columns,
@@ -25,29 +25,19 @@ from dataclasses import fields
 from typing import Any, Optional, TypeVar
 
 import psycopg
-import trio
 from psycopg import errors
 
+from service_kit.postgres import POSTGRES_URL_FORMS, PostgresWorker, postgres_conninfo
 from verifier_lite.errors import ConfigError, ConflictError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
 from verifier_lite.store import _COLUMNS, _LIST_COLUMNS, _from_row, _to_row
 
 T = TypeVar("T")
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-POSTGRES_URL_FORMS = "PostgreSQL URLs look like postgresql[+driver]://user@host:port/db"
-CONNECT_TIMEOUT_SECONDS = 10
-# Any fixed key: pg_advisory_xact_lock serialises schema creation across verifiers.
-SCHEMA_LOCK_KEY = 0x11E1E7
 _CONFLICT = "Agent of uuid {} already exists. Please use delete or update."
-
-
-def postgres_conninfo(database_url: str) -> Optional[str]:
-    """The libpq URL for a PostgreSQL ``database_url`` (driver part dropped); None otherwise."""
-    scheme, sep, rest = database_url.partition("://")
-    if not sep or scheme.split("+", 1)[0] not in POSTGRES_SCHEMES:
-        return None
-    return f"postgresql://{rest}"
+__all__ = [
+    "AGENT_SCHEMA", "PostgresVerifierStore", "postgres_conninfo", "update_agent_fenced",
+]  # fmt: skip
 
 
 def _column_type(name: str, annotation: object) -> str:
@@ -68,6 +58,7 @@ _SCHEMA = (
     "runtime_policy TEXT NOT NULL, tpm_policy TEXT, has_policy BOOLEAN NOT NULL)",
     "CREATE TABLE IF NOT EXISTS mb_policies (name TEXT PRIMARY KEY, mb_policy TEXT)",
 )
+AGENT_SCHEMA = _SCHEMA  # lease_store.py's tables refer to these
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
 _INSERT = (
     f"INSERT INTO verifier_agents ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant
@@ -81,54 +72,21 @@ _INSERT_MB = "INSERT INTO mb_policies (name, mb_policy) VALUES (%s, %s) ON CONFL
 _USER_COLUMNS = {"runtime": "runtime_policy_name", "mb": "mb_policy_name"}
 
 
-def _connect(conninfo: str) -> psycopg.Connection[tuple[Any, ...]]:
-    conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-    try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            for statement in _SCHEMA:
-                conn.execute(statement)  # built from constants
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 class PostgresVerifierStore:
     """``VerifierStore`` on one psycopg connection used from one worker thread at a time."""
 
-    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], conninfo: str) -> None:
-        self._conn = conn
-        self._conninfo = conninfo
-        self._limiter = trio.CapacityLimiter(1)
+    def __init__(self, db: PostgresWorker) -> None:
+        self._db = db
 
     @classmethod
     async def open(cls, database_url: str) -> PostgresVerifierStore:
         conninfo = postgres_conninfo(database_url)
         if conninfo is None:
             raise ConfigError("database_url", POSTGRES_URL_FORMS)
-        return cls(await trio.to_thread.run_sync(_connect, conninfo), conninfo)
+        return cls(await PostgresWorker.open(conninfo, _SCHEMA))
 
     async def _run(self, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
-        return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
-
-    def _call(self, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
-        if self._conn.broken:
-            self._reconnect()
-        try:
-            return fn(self._conn)
-        except psycopg.OperationalError:
-            if not self._conn.broken:
-                raise
-        # The server restarted or ended our session: retry once on a fresh connection, so a
-        # database restart does not fail every agent's polling task (engine.py marks a task
-        # that raises FAILED).  At worst an add whose COMMIT reply was lost answers Conflict.
-        self._reconnect()
-        return fn(self._conn)
-
-    def _reconnect(self) -> None:
-        self._conn.close()
-        self._conn = _connect(self._conninfo)
+        return await self._db.run(fn)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> Callable[..., list[Any]]:
         return lambda c: c.execute(sql, params).fetchall()
@@ -222,7 +180,7 @@ class PostgresVerifierStore:
         return [str(r[0]) for r in await self._run(self._rows(sql, (name,)))]
 
     async def aclose(self) -> None:
-        await trio.to_thread.run_sync(self._conn.close, limiter=self._limiter)
+        await self._db.aclose()
 
 
 def _runtime_row(policy: RuntimePolicyRecord) -> tuple[Any, ...]:

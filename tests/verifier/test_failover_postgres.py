@@ -296,3 +296,19 @@ async def run_scenario(url: str, verifiers: dict[str, VerifierProcess], watch: Q
     await wait_for(url, attested_since(rows, back, (victim,)), SLACK_SECONDS)
     assert watch.overlaps == []  # no agent was ever asked by two verifiers at once
     assert all(n > 0 for n in watch.quotes.values())
+
+
+async def test_the_watch_sees_two_requests_at_once() -> None:
+    """The overlap check can fail: two quote requests in flight on one port are recorded."""
+    watch = QuoteWatch()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    asgi = watch.wrap(app)
+    scope = {"type": "http", "path": "/v2.2/quotes/integrity", "server": (LOOPBACK, 9002)}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(asgi, scope, None, None)
+        nursery.start_soon(asgi, scope, None, None)
+    assert watch.overlaps == [(9002, 2)]
+    assert watch.in_flight == {9002: 0}
