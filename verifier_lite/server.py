@@ -151,11 +151,13 @@ async def serve_verifier(
         engine = Engine(
             store,
             engine_settings(config),
-            factory,
+            factory if fleet is None else fleet.loop.guarded(factory),
             notifier,
             verifier_id=config.uuid,
             poll_store=None if fleet is None else fleet.poll_store,
         )
+        if fleet is not None:
+            fleet.loop.attach(engine)
         sock = bind(config.ip, config.port)
         try:
             bound = BoundPort(config.ip, sock.getsockname()[1])
@@ -164,7 +166,7 @@ async def serve_verifier(
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
                 if fleet is not None:
-                    await nursery.start(fleet.loop(engine).serve)
+                    await nursery.start(fleet.loop.serve)
                 await nursery.start(
                     _serve_then_stop,
                     nursery,
