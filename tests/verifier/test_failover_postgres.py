@@ -14,9 +14,10 @@ before the kill is still there; no overlap; the killed verifier, restarted, gets
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -219,31 +220,8 @@ async def enrol(
     assert response.status_code == 200, response.text
 
 
-async def test_kill_one_of_three_verifiers(
-    nursery: trio.Nursery, swtpm: Swtpm, tls_files: TlsFiles, tmp_path: Path, postgres_url: str
-) -> None:
-    watch = QuoteWatch()
-    verifiers = {
-        v: VerifierProcess(v, write_config(tmp_path / v, v, tls_files, postgres_url),
-                           tmp_path / f"{v}.log")
-        for v in VERIFIERS
-    }  # fmt: skip
-    try:
-        async with fleet(nursery, swtpm, tls_files, tmp_path, watch) as (agent, ports):
-            for v in verifiers.values():
-                await v.start()
-            bad_port, *good_ports = ports
-            await enrol(verifiers[VERIFIERS[0]], tls_files, agent, bad_port, BAD)
-            for port in good_ports:
-                await enrol(verifiers[VERIFIERS[0]], tls_files, agent, port, f"agent-{port}")
-            await run_scenario(postgres_url, verifiers, watch)
-    finally:
-        for v in verifiers.values():
-            v.stop()
-
-
 def attested_since(
-    before: dict[str, Row], ids: set[str], by: tuple[str, ...], times: int = 2
+    before: dict[str, Row], ids: Set[str], by: tuple[str, ...], times: int = 2
 ) -> Callable[[dict[str, Row]], bool]:
     def check(rows: dict[str, Row]) -> bool:
         return all(
@@ -256,46 +234,146 @@ def attested_since(
     return check
 
 
-async def run_scenario(url: str, verifiers: dict[str, VerifierProcess], watch: QuoteWatch) -> None:
-    rows = await read(url)
-    good = {i for i in rows if i != BAD}
-    assert len(good) == AGENTS
-    zero = {i: Row(0, 0, "", None, None) for i in rows}
-    await wait_for(url, attested_since(zero, good, VERIFIERS), 120 + SLACK_SECONDS)
-    await wait_for(url, lambda r: r[BAD].state == State.INVALID_QUOTE, SLACK_SECONDS)
-    await wait_for(url, balanced(VERIFIERS), SLACK_SECONDS)
-    verdict = (await read(url))[BAD]
-    assert verdict.event_id == "pcr_validation.invalid_pcr_23"
+@dataclass(frozen=True)
+class Fleet:
+    url: str
+    verifiers: dict[str, VerifierProcess]
+    watch: QuoteWatch
+    good: frozenset[str]
 
-    rows = await read(url)
-    victim = max(VERIFIERS, key=lambda v: held_by(rows).get(v, 0))
-    survivors = tuple(v for v in VERIFIERS if v != victim)
-    orphans = {i for i in good if rows[i].holder == victim}
-    assert orphans  # fair share 4 or 5 of 12 honest + 1 bad
-    verifiers[victim].kill()
-    bound = TIMES.takeover_bound + SLACK_SECONDS
-    took = await wait_for(url, attested_since(rows, orphans, survivors, times=1), bound)
-    await wait_for(url, attested_since(rows, orphans, survivors), SLACK_SECONDS)
-    after = await read(url)
-    assert balanced(survivors)(after)
-    assert after[BAD].state == State.INVALID_QUOTE  # the verdict outlived its verifier
-    assert after[BAD].event_id == verdict.event_id
-    print(f"take-over: all agents attested again {took:.1f} s after kill -9 "
-          f"(lease bound {TIMES.takeover_bound} s + a quote)")  # fmt: skip
 
-    await verifiers[victim].start()  # rejoins under the same uuid
+@asynccontextmanager
+async def three_verifiers(
+    nursery: trio.Nursery, swtpm: Swtpm, tls: TlsFiles, tmp_path: Path, url: str
+) -> AsyncIterator[Fleet]:
+    """Three verifier processes, the fleet enrolled through the first, every honest agent
+    attested twice, the bad one failed, and the leases at fair shares."""
+    watch = QuoteWatch()
+    verifiers = {
+        v: VerifierProcess(v, write_config(tmp_path / v, v, tls, url), tmp_path / f"{v}.log")
+        for v in VERIFIERS
+    }
+    try:
+        async with fleet(nursery, swtpm, tls, tmp_path, watch) as (agent, ports):
+            for v in verifiers.values():
+                await v.start()
+            bad_port, *good_ports = ports
+            await enrol(verifiers[VERIFIERS[0]], tls, agent, bad_port, BAD)
+            for port in good_ports:
+                await enrol(verifiers[VERIFIERS[0]], tls, agent, port, f"agent-{port}")
+            rows = await read(url)
+            good = frozenset(i for i in rows if i != BAD)
+            assert len(good) == AGENTS
+            zero = {i: Row(0, 0, "", None, None) for i in rows}
+            await wait_for(url, attested_since(zero, good, VERIFIERS), 120 + SLACK_SECONDS)
+            await wait_for(url, lambda r: r[BAD].state == State.INVALID_QUOTE, SLACK_SECONDS)
+            await wait_for(url, balanced(VERIFIERS), SLACK_SECONDS)
+            yield Fleet(url, verifiers, watch, good)
+    finally:
+        for v in verifiers.values():
+            v.stop()
+
+
+def busiest(rows: dict[str, Row], among: tuple[str, ...] = VERIFIERS) -> str:
+    return max(among, key=lambda v: held_by(rows).get(v, 0))
+
+
+async def rejoined(f: Fleet, verifier: str) -> None:
+    """``verifier`` is back at its share and attests its agents; the others hold theirs."""
     # The others keep up to ceil(13 / 3) = 5 each, so the newcomer's share is what is left.
     share = AGENTS + 1 - (len(VERIFIERS) - 1) * fair_share(AGENTS + 1, len(VERIFIERS))
     await wait_for(
-        url,
-        lambda r: balanced(VERIFIERS)(r) and held_by(r).get(victim, 0) >= share,
+        f.url,
+        lambda r: balanced(VERIFIERS)(r) and held_by(r).get(verifier, 0) >= share,
         TIMES.takeover_bound + SLACK_SECONDS,
     )
-    rows = await read(url)
-    back = {i for i in good if rows[i].holder == victim}
-    await wait_for(url, attested_since(rows, back, (victim,)), SLACK_SECONDS)
-    assert watch.overlaps == []  # no agent was ever asked by two verifiers at once
-    assert all(n > 0 for n in watch.quotes.values())
+    rows = await read(f.url)
+    back = {i for i in f.good if rows[i].holder == verifier}
+    await wait_for(f.url, attested_since(rows, back, (verifier,)), SLACK_SECONDS)
+
+
+async def test_kill_one_of_three_verifiers(
+    nursery: trio.Nursery, swtpm: Swtpm, tls_files: TlsFiles, tmp_path: Path, postgres_url: str
+) -> None:
+    async with three_verifiers(nursery, swtpm, tls_files, tmp_path, postgres_url) as f:
+        rows = await read(f.url)
+        verdict = rows[BAD]
+        assert verdict.event_id == "pcr_validation.invalid_pcr_23"
+        victim = busiest(rows)
+        survivors = tuple(v for v in VERIFIERS if v != victim)
+        orphans = {i for i in f.good if rows[i].holder == victim}
+        assert orphans  # fair share 4 or 5 of 12 honest + 1 bad
+        f.verifiers[victim].kill()
+        bound = TIMES.takeover_bound + SLACK_SECONDS
+        took = await wait_for(f.url, attested_since(rows, orphans, survivors, times=1), bound)
+        await wait_for(f.url, attested_since(rows, orphans, survivors), SLACK_SECONDS)
+        after = await read(f.url)
+        assert balanced(survivors)(after)
+        assert after[BAD].state == State.INVALID_QUOTE  # the verdict outlived its verifier
+        assert after[BAD].event_id == verdict.event_id
+        print(f"take-over: all agents attested again {took:.1f} s after kill -9 "
+              f"(lease bound {TIMES.takeover_bound} s + a quote)")  # fmt: skip
+
+        await f.verifiers[victim].start()  # rejoins under the same uuid
+        await rejoined(f, victim)
+        assert f.watch.overlaps == []  # no agent was ever asked by two verifiers at once
+        assert all(n > 0 for n in f.watch.quotes.values())
+
+
+async def test_frozen_stopped_and_restarted_verifiers(
+    nursery: trio.Nursery, swtpm: Swtpm, tls_files: TlsFiles, tmp_path: Path, postgres_url: str
+) -> None:
+    """SIGSTOP past the lease: the others take over, and the verifier that wakes sends
+    nothing more to them before it is back at a share.  SIGTERM: the leases are handed back
+    and the heartbeat marked gone.  kill -9 and an immediate restart: the fleet settles."""
+    async with three_verifiers(nursery, swtpm, tls_files, tmp_path, postgres_url) as f:
+        rows = await read(f.url)
+        frozen = busiest(rows)
+        others = tuple(v for v in VERIFIERS if v != frozen)
+        orphans = {i for i in f.good if rows[i].holder == frozen}
+        process = f.verifiers[frozen].process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            bound = TIMES.takeover_bound + SLACK_SECONDS
+            await wait_for(f.url, attested_since(rows, orphans, others), bound)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        await rejoined(f, frozen)
+        log = (tmp_path / f"{frozen}.log").read_text()
+        assert "no renewal in time" in log or "lease not renewed" in log, log[-3000:]
+        assert f.watch.overlaps == []
+
+        rows = await read(f.url)
+        stopping = busiest(rows)
+        f.verifiers[stopping].stop()  # SIGTERM: a clean stop
+        stopped = f.verifiers[stopping].process
+        assert stopped is not None and stopped.returncode == 0
+        assert await heartbeat_gone(f.url, stopping)
+        remaining = tuple(v for v in VERIFIERS if v != stopping)
+        mine = {i for i in f.good if rows[i].holder == stopping}
+        await wait_for(f.url, attested_since(rows, mine, remaining), SLACK_SECONDS)
+        await f.verifiers[stopping].start()
+        await rejoined(f, stopping)
+
+        rows = await read(f.url)
+        restarted = busiest(rows)
+        f.verifiers[restarted].kill()
+        await f.verifiers[restarted].start()  # often within its leases: it adopts them
+        await rejoined(f, restarted)
+        assert f.watch.overlaps == []
+
+
+async def heartbeat_gone(url: str, verifier: str) -> bool:
+    def run() -> bool:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT expires_at = '-infinity' FROM verifier_heartbeats WHERE verifier_id = %s",
+                (verifier,),
+            ).fetchone()
+        return bool(row and row[0])
+
+    return await trio.to_thread.run_sync(run)
 
 
 async def test_the_watch_sees_two_requests_at_once() -> None:
