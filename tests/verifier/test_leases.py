@@ -1,13 +1,17 @@
 """The pure lease rules (verifier_lite/leases.py): shares cover the fleet, plans converge,
-the stop time is before the expiry, and bad lease times are refused by the config."""
+the stop time is before the expiry, and bad lease times are refused by the config; the
+annotated default configuration (packaging/config/verifier.toml) says the defaults."""
 
 from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verifier_lite.config import VerifierConfig
+from verifier_lite.config import VerifierConfig, load_config
 from verifier_lite.errors import ConfigError
 from verifier_lite.leases import LeaseTimes, fair_share, plan_round, stop_polling_at
 
@@ -91,3 +95,17 @@ def test_leases_are_for_postgresql_only() -> None:
     assert VerifierConfig(database_url="postgresql://u@db/cv").shares_fleet
     assert not VerifierConfig(database_url="postgresql://u@db/cv", lease_seconds=0).shares_fleet
     assert VerifierConfig(lease_seconds=0, lease_renew_seconds=0).lease_seconds == 0
+
+
+PACKAGED = Path(__file__).resolve().parents[2] / "packaging" / "config" / "verifier.toml"
+
+
+def test_the_annotated_default_config_is_the_defaults() -> None:
+    """packaging/config/verifier.toml lists every option with its built-in default."""
+    assert load_config(PACKAGED, environ={}) == VerifierConfig()
+    listed = {
+        line.split("=", 1)[0].strip()
+        for line in PACKAGED.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert listed == {f.name for f in fields(VerifierConfig)}
