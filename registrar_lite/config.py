@@ -8,7 +8,9 @@ them at top level or under ``[registrar]``.  An unknown key is an error that nam
 
 Relative certificate paths are resolved against ``tls_dir`` (itself against ``data_dir``), as
 Keylime resolves them against its ``tls_dir``.  ``database_url = "sqlite"`` means
-``<data_dir>/reg_data.sqlite`` (Keylime: ``KEYLIME_DIR/reg_data.sqlite``).
+``<data_dir>/reg_data.sqlite`` (Keylime: ``KEYLIME_DIR/reg_data.sqlite``);
+``postgresql://user@host:port/db`` (any ``+driver`` part is ignored: psycopg 3 is used) keeps
+the registrations in PostgreSQL, e.g. beside verifiers that share one server.
 """
 
 from __future__ import annotations
@@ -77,8 +79,13 @@ class RegistrarConfig(kit.TlsFilesMixin):
     def tpm_cert_store_path(self) -> Optional[Path]:
         return Path(self.tpm_cert_store) if self.tpm_cert_store else None
 
+    @property
+    def uses_postgres(self) -> bool:
+        """``database_url = postgresql://...`` (registrar_lite/store_postgres.py)."""
+        return self.database_url.startswith("postgres")
+
     def sqlite_path(self) -> Path:
-        """The database file named by ``database_url`` (only SQLite is implemented)."""
+        """The database file named by ``database_url`` when it names SQLite."""
         return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
 
 

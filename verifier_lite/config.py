@@ -32,6 +32,7 @@ from attest_protocol.mb import ACCEPT_ALL, POLICY_NAMES
 from attest_protocol.settings import range_error
 from service_kit import settings as kit
 from service_kit.jsonlog import LOG_FORMATS
+from verifier_lite import leases
 from verifier_lite.errors import ConfigError
 from verifier_lite.failures import SeverityConfigError, SeverityPolicy, load_severity_policy
 
@@ -118,6 +119,11 @@ class VerifierConfig(kit.TlsFilesMixin):
     session_create_rate_limit_window_ip: float = 60.0
     session_create_rate_limit_per_agent: int = 15
     session_create_rate_limit_window_agent: float = 60.0
+    # Several verifiers on one PostgreSQL database share the fleet by leases (leases.py);
+    # lease_seconds = 0 keeps Keylime's static split by verifier_id (uuid).
+    lease_seconds: float = leases.DEFAULT_LEASE_SECONDS
+    lease_renew_seconds: float = leases.DEFAULT_LEASE_RENEW_SECONDS
+    lease_margin_seconds: float = leases.DEFAULT_LEASE_MARGIN_SECONDS
 
     def __post_init__(self) -> None:
         self._check_push_options()
@@ -141,6 +147,22 @@ class VerifierConfig(kit.TlsFilesMixin):
             raise ConfigError("measured_boot_policy_name", f"must be one of {list(POLICY_NAMES)}")
         if "webhook" in self.revocation_notifiers and not self.webhook_url:
             raise ConfigError("webhook_url", "required when 'webhook' notifications are enabled")
+        self._check_leases()
+
+    def _check_leases(self) -> None:
+        if self.lease_seconds < 0:
+            raise ConfigError("lease_seconds", "must be >= 0 (0: no leases)")
+        times = leases.LeaseTimes(
+            self.lease_seconds, self.lease_renew_seconds, self.lease_margin_seconds
+        )
+        bad = times.problem() if self.lease_seconds > 0 else None
+        if bad is not None:
+            raise ConfigError(*bad)
+
+    @property
+    def shares_fleet(self) -> bool:
+        """Several verifiers divide the agents by leases: PostgreSQL and lease_seconds > 0."""
+        return self.database_url.startswith("postgres") and self.lease_seconds > 0
 
     def _check_status_and_logs(self) -> None:
         if self.log_format not in LOG_FORMATS:

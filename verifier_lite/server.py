@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import httpx
 import trio
@@ -45,6 +45,9 @@ from verifier_lite.store import SqliteVerifierStore, VerifierStore
 from verifier_lite.store_health import MonitoredStore
 from verifier_lite.store_lock import lock_database
 from verifier_lite.tls import ensure_tls_dir
+
+if TYPE_CHECKING:  # psycopg is optional: lease_loop.py is imported only for PostgreSQL
+    from verifier_lite.lease_loop import Fleet
 
 log = logging.getLogger("limelet.verifier")
 
@@ -144,11 +147,25 @@ async def serve_verifier(
     hc = hypercorn_config(config, log)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
     store = await open_store(config)
+    fleet: Optional[Fleet] = None
     try:
+        if config.shares_fleet:  # several verifiers on PostgreSQL: lease_loop.py
+            from verifier_lite.lease_loop import open_fleet
+
+            fleet = await open_fleet(config, store)
         factory = channels or http_channels(config)
         sink = HttpRevocationSink(factory, config.webhook_url, config.request_timeout)
         notifier = Notifier(config.revocation_notifiers, sink)
-        engine = Engine(store, engine_settings(config), factory, notifier, verifier_id=config.uuid)
+        engine = Engine(
+            store,
+            engine_settings(config),
+            factory if fleet is None else fleet.loop.guarded(factory),
+            notifier,
+            verifier_id=config.uuid,
+            poll_store=None if fleet is None else fleet.poll_store,
+        )
+        if fleet is not None:
+            fleet.loop.attach(engine)
         sock = bind(config.ip, config.port)
         try:
             bound = BoundPort(config.ip, sock.getsockname()[1])
@@ -163,6 +180,8 @@ async def serve_verifier(
                         serve_push_listener, config, push_state, shutdown
                     )
                     bound = dataclasses.replace(bound, push_port=push_port)
+                if fleet is not None:
+                    await nursery.start(fleet.loop.serve)
                 await nursery.start(
                     _serve_then_stop,
                     nursery,
@@ -177,6 +196,8 @@ async def serve_verifier(
             sock.close()
     finally:
         with trio.CancelScope(shield=True):
+            if fleet is not None:
+                await fleet.aclose()
             await store.aclose()
 
 

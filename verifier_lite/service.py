@@ -47,7 +47,10 @@ class Verifier:
 
     async def _agent(self, agent_id: str) -> AgentRecord:
         agent = await self.store.get_agent(agent_id)
-        if agent is None or agent.verifier_id != self.config.uuid:
+        # In a shared fleet every verifier answers for every agent (verifier_id: its poller).
+        if agent is None or (
+            agent.verifier_id != self.config.uuid and not self.config.shares_fleet
+        ):
             raise AgentNotFoundError(agent_id)
         return agent
 
