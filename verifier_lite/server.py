@@ -36,6 +36,7 @@ from verifier_lite.engine import ChannelFactory, Engine, EngineSettings
 from verifier_lite.errors import ConfigError
 from verifier_lite.metrics_http import attach_metrics
 from verifier_lite.push.listener import serve_push_listener
+from verifier_lite.push.monitor import run_monitor
 from verifier_lite.push.routes import EXTENSION as PUSH_EXTENSION
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
@@ -172,10 +173,13 @@ async def serve_verifier(
             verifier = Verifier(store, engine, config)
             app = create_app(verifier, max_body_bytes=config.max_body_bytes)
             attach_metrics(app, store, engine, config.uuid)
+            push_state = app.extensions[PUSH_EXTENSION]
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
+                # In this nursery, not the app's: Hypercorn 0.17 (Debian 13) logs a cancelled
+                # lifespan task as a traceback on every stop.
+                nursery.start_soon(run_monitor, verifier, push_state.clock)
                 if config.push_port >= 0:  # push agents' own listener (push/listener.py)
-                    push_state = app.extensions[PUSH_EXTENSION]
                     push_port = await nursery.start(
                         serve_push_listener, config, push_state, shutdown
                     )

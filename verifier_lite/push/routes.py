@@ -33,7 +33,6 @@ from verifier_lite.config import VerifierConfig
 from verifier_lite.errors import BodyTooLargeError
 from verifier_lite.push.errors import JSON_API, PushError, bad_request, error_response
 from verifier_lite.push.flow import PushFlow
-from verifier_lite.push.monitor import run_monitor
 from verifier_lite.push.persist import SESSION, session_from_text, session_to_text
 from verifier_lite.push.session_routes import session_routes
 from verifier_lite.push.sessions import Session, SessionSettings, SessionTable
@@ -135,10 +134,6 @@ def admin_only() -> None:
 def register_push_routes(app: QuartTrio, verifier: Verifier, limit: int) -> PushState:
     state = PushState(verifier)
     app.extensions[EXTENSION] = state
-
-    @app.before_serving
-    async def start_monitor() -> None:
-        app.nursery.start_soon(run_monitor, verifier, state.clock)
 
     register_agent_routes(app, state, limit)
     _admin_routes(app, state)
