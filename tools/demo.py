@@ -151,7 +151,7 @@ def run(workdir: Path) -> None:
         with enrolled(workdir, swtpm.tcti, template.ca_dir, ek_public, ak.public) as enrolment:
             attest(enrolment, swtpm.ctrl_port)
     # Push mode (API 3.0) on a fresh copy of the TPM; skipped with a reason when unavailable.
-    demo_push.run(workdir, template)
+    demo_push.run(workdir)
     say("done", "The TPM's identity is enrolled, the verifier attests it continuously, and")
     detail("a change to a measured PCR is caught on the next quote.")
 

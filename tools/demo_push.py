@@ -1,7 +1,7 @@
 """The demo's push-mode chapter: a device behind NAT that the verifier never connects to.
 
-rust-keylime 0.2.9's ``keylime_push_model_agent`` (from ../shared/peers) runs on a fresh copy
-of the demo's swtpm.  It registers with ``limelet-registrar``, the operator enrols it with
+rust-keylime 0.2.9's ``keylime_push_model_agent`` (from ../shared/peers) runs on a freshly
+manufactured swtpm.  It registers with ``limelet-registrar``, the operator enrols it with
 ``limelet-tenant add --push-model`` (no agent contact), and then the agent opens its own
 sessions with ``limelet-verifier`` (API 3.0: TPM proof of possession, then quotes it pushes).
 ``limelet-tenant status`` shows the verifier's ``attestation_status`` and count.
@@ -32,7 +32,7 @@ from tools.demo_registration import (
 )
 from tools.demo_registration import _free_port as free_port
 from tools.narrate import detail, say
-from tools.swtpm import Swtpm, SwtpmState
+from tools.swtpm import Swtpm, manufacture
 
 PEER_DIR = Path(__file__).resolve().parents[2] / "shared" / "peers" / "rust-keylime-0.2.9"
 QUOTE_INTERVAL_S = 1
@@ -108,12 +108,15 @@ def _pushed(ten: Path, agent_id: str) -> Any:
     return record if record.get("attestation_count", 0) >= PUSHES_TO_SHOW else None
 
 
-def run(workdir: Path, template: SwtpmState) -> None:
+def run(workdir: Path) -> None:
     why_not = available()
     if why_not:
         say("push", f"Push mode (API 3.0) is not available here: {why_not}; skipping it.")
         return
     workdir = workdir / "push"
+    # A TPM of its own: the demo's first TPM was stopped without TPM2_Shutdown, so its clock
+    # is no longer "safe", and a verifier rightly refuses quotes from it (as Keylime does).
+    template = manufacture(workdir / "manufactured")
     tls_dir = workdir / "cv_ca"
     write_pki(tls_dir)
     names = ("registrar", "registrar_tls", "verifier", "push")
@@ -124,7 +127,7 @@ def run(workdir: Path, template: SwtpmState) -> None:
     ver_conf, ten_conf = write_configs(workdir, tls_dir, ports)
     agent_id = str(uuid.uuid4())
     say("push", "Push mode: a device behind NAT that no verifier can reach.")
-    with Swtpm(template, workdir / "swtpm") as swtpm:
+    with Swtpm(template, workdir / "swtpm", copy=False) as swtpm:
         env = {**os.environ, "TCTI": swtpm.tcti, "RUST_LOG": "info"}
         reg_log, ver_log = workdir / "registrar.log", workdir / "verifier.log"
         reg_cmd = [str(SCRIPTS / "limelet-registrar"), "-c", str(reg_conf)]
@@ -165,7 +168,10 @@ def _story(ten: Path, agent_id: str, agent: Any, agent_log: Path) -> None:
     record = None
     while record is None:
         if agent.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"demo failure: no pushes\n{agent_log.read_text()[-2000:]}")
+            status = tenant(ten, "status", agent_id)
+            raise SystemExit(
+                f"demo failure: no pushes; status {status}\n{agent_log.read_text()[-2000:]}"
+            )
         record = _pushed(ten, agent_id)
         time.sleep(POLL_S)
     detail(
