@@ -5,6 +5,8 @@ manufactured swtpm.  It registers with ``limelet-registrar``, the operator enrol
 ``limelet-tenant add --push-model`` (no agent contact), and then the agent opens its own
 sessions with ``limelet-verifier`` (API 3.0: TPM proof of possession, then quotes it pushes).
 ``limelet-tenant status`` shows the verifier's ``attestation_status`` and count.
+Then PCR 23 is extended on that TPM (tpm2-abrmd shares the swtpm between the agent and
+``tpm2_pcrextend``) and the next pushed quote turns the agent FAIL.
 
 The verifier's push routes live in ``verifier_lite.push``; in a build without them, or
 without the rust-keylime peer, this chapter says so and the demo goes on.
