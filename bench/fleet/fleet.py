@@ -133,6 +133,7 @@ class Fleet:
             first.update(part["first_partial"])
         return {
             "quotes": sum(p["quotes"] for p in parts),
+            "silent": sum(p["silent"] for p in parts),
             "intervals": [i for p in parts for i in p["intervals"]],
             "first_partial": first,
             "v_delivered": sum(p["v_delivered"] for p in parts),

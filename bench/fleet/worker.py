@@ -108,6 +108,7 @@ def stats(agents: list[SimAgent], since: float) -> dict[str, Any]:
     usage = os.times()
     return {
         "quotes": sum(len(a.quotes) for a in agents),
+        "silent": sum(not a.quotes for a in agents),
         "intervals": intervals,
         "first_partial": {str(a.index): a.first_partial for a in agents},
         "v_delivered": sum(a.v_delivered for a in agents),
@@ -143,7 +144,7 @@ async def _commands(agents: list[SimAgent], cancel: trio.CancelScope) -> None:
             elif command == "reset":
                 since = time.time()
                 for agent in agents:
-                    agent.quotes = []
+                    agent.quotes, agent.first_partial, agent.v_delivered = [], None, False
                 print(json.dumps({"reset": True}), flush=True)
             elif command == "quit":
                 cancel.cancel()
