@@ -79,6 +79,11 @@ class VerifierConfig(kit.TlsFilesMixin):
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
     shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
+    # Throughput levers (verifier_lite/write_batch.py, poller.py): good quotes' counters are
+    # written every counter_flush_seconds (0: at once); at most max_in_flight quote requests
+    # and checks at once (0: no cap).
+    counter_flush_seconds: float = 1.0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
@@ -86,7 +91,13 @@ class VerifierConfig(kit.TlsFilesMixin):
             self,
             ports=("port", "registrar_port"),
             positive=(*positive, "read_timeout_seconds"),
-            non_negative=("quote_interval", "retry_interval", "max_retries"),
+            non_negative=(
+                "quote_interval",
+                "retry_interval",
+                "max_retries",
+                "counter_flush_seconds",
+                "max_in_flight",
+            ),
         )
         if bad is not None:
             raise ConfigError(*bad)

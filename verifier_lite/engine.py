@@ -36,6 +36,7 @@ from verifier_lite.poller import (
     AgentGone,
     AgentPoller,
     EngineSettings,
+    PollerLevers,
     new_nonce,
     retry_delay,
 )
@@ -46,6 +47,7 @@ from verifier_lite.states import POLLING, Event
 from verifier_lite.store import VerifierStore
 from verifier_lite.store_health import StoreUnavailableError
 from verifier_lite.transitions import AgentStates
+from verifier_lite.write_batch import CounterBatch
 
 __all__ = [
     "MAX_BACKOFF_SECONDS",
@@ -81,12 +83,20 @@ class Engine:
         self._verifier_id = verifier_id  # resume only this verifier's agents (None: all)
         self._nursery: Optional[trio.Nursery] = None
         self._scopes: dict[str, trio.CancelScope] = {}
+        self.levers = _levers(store, settings, self)
+        self.policy_generation = 0  # bumped by policy_changed; pollers reload on a change
+
+    def policy_changed(self) -> None:
+        """A runtime or measured-boot policy was updated: polling tasks reload theirs."""
+        self.policy_generation += 1
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; resumes every agent the store says is being polled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.states.nursery = nursery
+            if self.levers.counters is not None:
+                await nursery.start(self.levers.counters.serve)
             for agent in await self._store.list_agents(self._verifier_id):
                 if agent.state in POLLING:
                     # As Keylime's verifier does at start-up: back to START, so the first
@@ -168,8 +178,27 @@ class Engine:
         channel = self._channels(agent)
         try:
             await AgentPoller(
-                self._store, self._settings, self.states.apply, self.states.metrics
+                self._store, self._settings, self.states.apply, self.states.metrics, self.levers
             ).run(agent, channel)
         finally:
             with trio.CancelScope(shield=True):
                 await channel.aclose()
+                await self._flush_counters(agent_id)
+
+    async def _flush_counters(self, agent_id: str) -> None:
+        """A task that ends writes its pending counters (a failure leaves them to the batch)."""
+        if self.levers.counters is not None:
+            try:
+                await self.levers.counters.flush(agent_id)
+            except StoreUnavailableError:
+                log.warning("agent %s: counters left for the next batch", agent_id)
+
+
+def _levers(store: VerifierStore, settings: EngineSettings, engine: Engine) -> PollerLevers:
+    """The throughput levers the settings turn on (poller.py EngineSettings)."""
+    flush = settings.counter_flush_seconds
+    return PollerLevers(
+        counters=CounterBatch(store, flush) if flush > 0 else None,
+        limiter=trio.CapacityLimiter(settings.max_in_flight) if settings.max_in_flight else None,
+        policy_generation=lambda: engine.policy_generation,
+    )

@@ -102,6 +102,8 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
         retry_interval=config.retry_interval,
         exponential_backoff=config.exponential_backoff,
         max_retries=config.max_retries,
+        counter_flush_seconds=config.counter_flush_seconds,
+        max_in_flight=config.max_in_flight,
     )
 
 
