@@ -248,6 +248,7 @@ class AgentPoller:
     async def _quote(
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
     ) -> AgentRecord:
+        await self._fresh_policies(agent, memory)  # before the mask is chosen from them
         full = memory.public_key is None
         nonce = new_nonce()
         request = QuoteRequest(
@@ -272,7 +273,6 @@ class AgentPoller:
             failure = event(Component.QUOTE_VALIDATION, "invalid_data", context, False)
             return await self._apply(agent, Event.QUOTE_INVALID, failure=failure)
         memory.contact_failures = 0
-        await self._fresh_policies(agent, memory)
         with timed(self._metrics.check_time if self._metrics else None):
             result = check_evidence(self._check_input(agent, memory, nonce), evidence)
         return await self._record(agent, memory, evidence, result, full=full)
