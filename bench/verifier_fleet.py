@@ -61,7 +61,7 @@ async def _enrol(verifier: RunningVerifier, fleet: Fleet) -> int:
     async def one(client: httpx.AsyncClient, index: int) -> None:
         nonlocal failed
         async with limit:
-            body = enrol_body(index, fleet.material, ("127.0.0.1", verifier.port))
+            body = enrol_body(index, fleet.material, ("127.0.0.1", verifier.port), fleet.port)
             try:
                 r = await client.post(f"/v2.1/agents/{identity.agent_id(index)}", json=body)
                 failed += r.status_code != 200

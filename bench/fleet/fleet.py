@@ -31,14 +31,17 @@ def b64(data: bytes) -> str:
 
 
 def enrol_body(
-    index: int, material: identity.SharedMaterial, verifier: tuple[str, int]
+    index: int,
+    material: identity.SharedMaterial,
+    verifier: tuple[str, int],
+    port: int = identity.AGENT_PORT,
 ) -> dict[str, Any]:
     """``POST /v2.1/agents/{id}`` as the tenant sends it (keylime/tenant.py do_cvadd)."""
     ak = identity.ak_public(identity.ak_private(index))
     return {
         "v": b64(secrets.token_bytes(32)),
         "cloudagent_ip": identity.agent_ip(index),
-        "cloudagent_port": identity.AGENT_PORT,
+        "cloudagent_port": port,
         "verifier_ip": verifier[0],
         "verifier_port": verifier[1],
         "tpm_policy": DEFAULT_TPM_POLICY,
@@ -88,13 +91,23 @@ class _Worker:
 
 
 class Fleet:
-    def __init__(self, n: int, material: identity.SharedMaterial, workers: list[_Worker]) -> None:
+    def __init__(
+        self, n: int, material: identity.SharedMaterial, workers: list[_Worker], port: int
+    ) -> None:
         self.n = n
+        self.port = port
         self.material = material
         self._workers = workers
 
     @classmethod
-    def start(cls, n: int, workers: int, directory: Path, client_cas: Sequence[Path]) -> Fleet:
+    def start(
+        cls,
+        n: int,
+        workers: int,
+        directory: Path,
+        client_cas: Sequence[Path],
+        port: int = identity.AGENT_PORT,
+    ) -> Fleet:
         material = identity.make_shared_material(directory)
         cuts = [n * w // workers for w in range(workers + 1)]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -107,6 +120,7 @@ class Fleet:
                 str(directory),
                 str(start),
                 str(stop),
+                str(port),
             ]
             process = subprocess.Popen(
                 [*argv, *map(str, client_cas)],
@@ -115,7 +129,7 @@ class Fleet:
                 env=env,
             )
             started.append(_Worker(process))
-        fleet = cls(n, material, started)
+        fleet = cls(n, material, started, port)
         for worker in started:
             line = worker.stdout.readline()
             if not line or "ready" not in json.loads(line):

@@ -1,6 +1,6 @@
 """One simulator process: serves agents ``start..stop-1`` of a fleet until told to quit.
 
-Run as ``python -m bench.fleet.worker MATERIAL_DIR START STOP CA [CA...]``.  It binds every
+Run as ``python -m bench.fleet.worker MATERIAL_DIR START STOP PORT CA [CA...]``.  It binds every
 agent's address, prints ``{"ready": n}`` and then answers line commands on stdin with one
 JSON line on stdout: ``stats`` (quotes served, intervals between quotes per agent, the time
 each agent first got a partial quote, its own CPU seconds), ``reset`` (forget counters) and
@@ -116,10 +116,10 @@ def stats(agents: list[SimAgent], since: float) -> dict[str, Any]:
     }
 
 
-async def _serve_agent(agent: SimAgent, ctx: Any, nursery: trio.Nursery) -> None:
+async def _serve_agent(agent: SimAgent, port: int, ctx: Any, nursery: trio.Nursery) -> None:
     sock = trio.socket.socket()
     sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-    await sock.bind((identity.agent_ip(agent.index), identity.AGENT_PORT))
+    await sock.bind((identity.agent_ip(agent.index), port))
     sock.listen(LISTEN_BACKLOG)
     listener = trio.SSLListener(trio.SocketListener(sock), ctx, https_compatible=True)
     nursery.start_soon(
@@ -153,20 +153,20 @@ async def _commands(agents: list[SimAgent], cancel: trio.CancelScope) -> None:
 
 
 async def main_async(
-    material: identity.SharedMaterial, start: int, stop: int, cas: list[str]
+    material: identity.SharedMaterial, start: int, stop: int, port: int, cas: list[str]
 ) -> None:
     agents = make_agents(material, start, stop)
     ctx = server_context(str(material.cert), str(material.key), cas)
     async with trio.open_nursery() as nursery:
         for agent in agents:
-            await _serve_agent(agent, ctx, nursery)
+            await _serve_agent(agent, port, ctx, nursery)
         print(json.dumps({"ready": len(agents)}), flush=True)
         await _commands(agents, nursery.cancel_scope)
 
 
 def main(argv: list[str]) -> int:
     material = identity.SharedMaterial(Path(argv[0]))
-    trio.run(main_async, material, int(argv[1]), int(argv[2]), argv[3:])
+    trio.run(main_async, material, int(argv[1]), int(argv[2]), int(argv[3]), argv[4:])
     return 0
 
 
