@@ -10,17 +10,22 @@ Dates are the caller's choice: with ``now`` each certificate on the path must be
 (the registrar); without it dates are not checked, as Keylime does not (TPM vendors issue EK
 certificates and intermediates whose dates do not track the device's life; the tenant).
 
-Reading the store directory is the components' I/O; :func:`parse_cert_store` takes its files'
-contents.  Pure: no I/O.  Errors::
+:func:`parse_cert_store` takes the store files' contents and does no I/O.  The one exception
+to the package's no-I/O rule is :func:`read_cert_store`, which lists and reads the store
+directory (bounded by MAX_TRUST_FILE_BYTES a file) for both the registrar and the tenant: the
+tenant may not import the service kit, and two copies of the same ten lines drifted once.
+Errors::
 
     EkTrustError (ValueError)   base; ``reason`` says why, never certificate bytes
-    └── UntrustedChainError     no path from the certificate to a self-signed store CA
+    ├── UntrustedChainError     no path from the certificate to a self-signed store CA
+    └── TrustStoreError         the store directory is missing or holds no certificate
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from cryptography import x509
@@ -37,10 +42,12 @@ __all__ = [
     "MAX_CHAIN_DEPTH",
     "MAX_TRUST_FILE_BYTES",
     "EkTrustError",
+    "TrustStoreError",
     "UntrustedChainError",
     "chains_to_store",
     "check_chain",
     "parse_cert_store",
+    "read_cert_store",
     "same_public_key",
     "spki_der",
 ]
@@ -68,6 +75,25 @@ class UntrustedChainError(EkTrustError):
         super().__init__(f"{reason} (issuer {issuer})")
         self.reason = reason
         self.issuer = issuer
+
+
+class TrustStoreError(EkTrustError):
+    """``tpm_cert_store`` names no directory, or one without a usable certificate."""
+
+
+def read_cert_store(directory: Path) -> tuple[x509.Certificate, ...]:
+    """Every certificate in ``directory`` (see :func:`parse_cert_store`); never empty."""
+    if not directory.is_dir():
+        raise TrustStoreError(f"{directory} is not a directory")
+    files = {
+        path.name: path.read_bytes()
+        for path in directory.iterdir()
+        if path.is_file() and path.stat().st_size <= MAX_TRUST_FILE_BYTES
+    }
+    certs = parse_cert_store(files)
+    if not certs:
+        raise TrustStoreError(f"no CA certificates found in {directory}")
+    return certs
 
 
 def parse_cert_store(files: Mapping[str, bytes]) -> tuple[x509.Certificate, ...]:

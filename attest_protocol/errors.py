@@ -20,13 +20,17 @@
     ├── ImaVerificationError            template hash or PCR index wrong (ima/errors.py)
     ├── EventLogReplayError             the boot log does not replay to the quoted PCRs
     ├── RuntimePolicyError              a Keylime runtime policy we cannot use (policy/errors.py)
+    ├── MbPolicyError                   a measured-boot policy or reference state (mb/errors.py)
+    │   ├── RefstateError               the reference state does not suit the policy
+    │   └── UnknownMbPolicyError        no policy of that name
     ├── PkiError                        CA or certificate material that cannot be made or read
     │
     │   also ValueError, as their callers catch them so:
     ├── FieldError                      an IMA field value (ima/fields.py)
     ├── UnsupportedKeyError             a policy key neither RSA nor EC (policy/keys.py)
     ├── EkTrustError                    EK certificate chain checks (ek_trust.py)
-    │   └── UntrustedChainError
+    │   ├── UntrustedChainError
+    │   └── TrustStoreError             the trust store directory is missing or empty
     ├── BootstrapCryptoError            K/U/V and payloads (bootstrap_keys.py)
     │   ├── KeyLengthError, KeyShareError, PayloadFormatError, PayloadAuthError
     │   └── NkKeyError                  the agent's NK public key cannot encrypt a share

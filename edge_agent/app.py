@@ -8,12 +8,12 @@ being unreachable is retried first (edge_agent.backoff).
 
 After that the long-running parts live in one nursery (``serve_x(..., task_status=...)``
 started in order): the agent API server (edge_agent.server) on ``ip:port``, over mTLS with
-``trusted_client_ca`` unless ``enable_agent_mtls`` is false.
+``trusted_client_ca`` unless ``enable_agent_mtls`` is false (edge_agent.pull_mode, imported
+only by a pull agent), or in push mode the push task (edge_agent.push), which listens nowhere.
 
 Start-up time (docs/agent-api.md, Footprint): ``cli`` opens the TPM in the background while
-trio and the app are imported (edge_agent.tpm.early), and the server's modules are imported
-in the background while the TPM and the registrar answer (``SERVER_MODULE``).  The order of
-the steps above, and the agent serving only once it is registered and activated, are kept.
+trio and the app are imported (edge_agent.tpm.early).  The order of the steps above, and the
+agent serving only once it is registered and activated, are kept.
 
 Stopping: when ``stop`` is set (the CLI sets it on SIGTERM), the server stops accepting and
 drains the requests in flight, then ``run_agent`` closes the IMA log and the TPM and returns;
@@ -36,7 +36,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from attest_protocol.api_version import ApiVersion
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from edge_agent.backoff import BackoffPolicy
-from edge_agent.bootstrap_keys import BootstrapKeys
 from edge_agent.config import AgentConfig, OptionValueError, parse_api_versions, resolve_agent_id
 from edge_agent.http_client import Connector
 from edge_agent.ima import ImaLogReader, MeasuredBootLogReader
@@ -46,11 +45,7 @@ from edge_agent.keys import (
     load_or_create_server_identity,
     nk_public_pem,
 )
-from edge_agent.payload import check_payload_policy
 from edge_agent.registrar_client import RegistrarClient, Registration, register_and_activate
-from edge_agent.server import AgentApiContext, TlsFiles, serve_agent_api
-from edge_agent.server.hooks import PayloadSettings, payload_deployer, revocation_handler
-from edge_agent.server.serve import prepare_server_config
 from edge_agent.tpm import EkCertificateMissing, Tpm, TpmConfig
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "AgentStarted", "TpmOpener", "run_agent", "start_agent"]
@@ -76,7 +71,7 @@ class AgentStarted:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
     """start_agent's result plus what the server needs and AgentStarted does not carry."""
 
     started: AgentStarted
@@ -108,10 +103,16 @@ async def run_agent(
     server binds: the daemon drops privileges there (``run_as``); in-process callers (tests)
     pass nothing, so they never change their own process's credentials.
     """
-    tls = _tls_files(config)
-    check_payload_policy(
-        config.payload_script, config.enable_agent_mtls, config.enable_insecure_payload
-    )
+    # Push mode (edge_agent.push) serves nothing: no server TLS files, no payloads, and the
+    # server's modules are never imported (bench/push_footprint.py measures the difference).
+    if config.push_model:
+        if not config.verifier_tls_ca_path.is_file():
+            path = repr(str(config.verifier_tls_ca_path))
+            raise OptionValueError("verifier_tls_ca_cert", path, "file not found", "")
+    else:
+        from edge_agent import pull_mode  # only pull agents load the server
+
+        tls = pull_mode.checked_tls_files(config)
     tpm = await open_tpm(config.tpm_config())
     ima: Optional[ImaLogReader] = None
     boot_log = MeasuredBootLogReader(config.measuredboot_ml_file)
@@ -122,10 +123,13 @@ async def run_agent(
         if ima is None:
             log.warning("No IMA log at %s: quotes carry no IMA list", config.ima_ml_file)
         await trio.to_thread.run_sync(boot_log.open_now)
-        serve = await _server_ready(config, tls, stop)
+        if config.push_model:
+            await _run_push(config, tpm, prepared, ima, boot_log, stop, before_serving, task_status)
+            return
+        serve = await pull_mode.server_ready(config, tls, stop)
         if before_serving is not None:
             await before_serving()
-        ctx = _api_context(config, tpm, prepared, ima, boot_log)
+        ctx = pull_mode.api_context(config, tpm, prepared, ima, boot_log)
         async with trio.open_nursery() as nursery:
             # The one nursery of the daemon: serve_* tasks are started here, in order.
             urls: list[str] = await nursery.start(serve, ctx)
@@ -140,62 +144,26 @@ async def run_agent(
     log.info("Agent stopped")
 
 
-async def _server_ready(
-    config: AgentConfig, tls: Optional[TlsFiles], stop: Optional[trio.Event]
-) -> Callable[..., Awaitable[None]]:
-    """``serve_agent_api`` bound to its config, with the TLS key already read into memory
-    (while it is still readable: a ``run_as`` drop comes after this)."""
-    prepare = functools.partial(prepare_server_config, config.ip, config.port, tls)
-    server_config = await trio.to_thread.run_sync(prepare)
-    return functools.partial(
-        serve_agent_api,
-        host=config.ip,
-        port=config.port,
-        tls=tls,
-        server_config=server_config,
-        shutdown=None if stop is None else stop.wait,
-    )
-
-
-def _tls_files(config: AgentConfig) -> Optional[TlsFiles]:
-    """The server's TLS files; a missing client CA stops the agent before it starts."""
-    if not config.enable_agent_mtls:
-        return None
-    cas = config.trusted_client_ca_paths
-    for ca in cas:
-        if not ca.is_file():
-            raise OptionValueError("trusted_client_ca", repr(str(ca)), "file not found", "")
-    return TlsFiles(
-        certfile=config.server_cert_path,
-        keyfile=config.server_key_path,
-        client_cas=cas,
-        keyfile_password=config.server_key_password or None,
-    )
-
-
-def _api_context(
+async def _run_push(
     config: AgentConfig,
     tpm: Tpm,
-    prepared: _Prepared,
+    prepared: Prepared,
     ima: Optional[ImaLogReader],
     boot_log: MeasuredBootLogReader,
-) -> AgentApiContext:
-    started = prepared.started
-    return AgentApiContext(
-        agent_id=started.agent_id,
-        tpm=tpm,
-        nk=prepared.nk,
-        nk_public_pem=started.nk_public_pem,
-        hash_alg=prepared.hash_alg,
-        enc_alg=prepared.enc_alg,
-        sign_alg=prepared.sign_alg,
-        versions=parse_api_versions(config.api_versions, warn=False),
-        keys=BootstrapKeys(started.agent_id),
-        ima=ima,
-        boot_log=boot_log,
-        deploy_payload=payload_deployer(PayloadSettings.from_config(config, started.agent_id)),
-        on_revocation=revocation_handler(config),
-    )
+    stop: Optional[trio.Event],
+    before_serving: Optional[Callable[[], Awaitable[None]]],
+    task_status: trio.TaskStatus[AgentStarted],
+) -> None:
+    """Push mode: the push task in the daemon's one nursery instead of the server."""
+    from edge_agent.push.service import push_service  # only push agents load it
+
+    serve = push_service(config, tpm, prepared.started.agent_id, ima, boot_log, stop)
+    if before_serving is not None:
+        await before_serving()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve)
+        task_status.started(prepared.started)
+        log.info("Agent %s is up in push mode; waiting for SIGTERM", prepared.started.agent_id)
 
 
 async def start_agent(
@@ -205,7 +173,7 @@ async def start_agent(
     return (await _prepare(config, tpm, connect)).started
 
 
-async def _prepare(config: AgentConfig, tpm: Tpm, connect: Optional[Connector]) -> _Prepared:
+async def _prepare(config: AgentConfig, tpm: Tpm, connect: Optional[Connector]) -> Prepared:
     ek = await tpm.ek()
     ek_cert = await _ek_certificate(tpm)
     ak = await tpm.ak()
@@ -215,7 +183,8 @@ async def _prepare(config: AgentConfig, tpm: Tpm, connect: Optional[Connector]) 
     nk = await trio.to_thread.run_sync(
         load_or_create_nk, config.payload_key_path, config.payload_key_password
     )
-    identity = await _mtls_identity(config, agent_id)
+    # A push agent serves nothing, so it has no mTLS identity to register.
+    identity = None if config.push_model else await _mtls_identity(config, agent_id)
     registration = Registration(
         agent_id=agent_id,
         ek_tpm=ek.public,
@@ -237,7 +206,7 @@ async def _prepare(config: AgentConfig, tpm: Tpm, connect: Optional[Connector]) 
     enabled = parse_api_versions(config.api_versions, warn=False)  # the loader warned
     version = await register_and_activate(client, tpm, registration, enabled)
     started = AgentStarted(agent_id, version, nk_public_pem(nk), registration.mtls_cert_pem)
-    return _Prepared(started, nk, ek.encryption_alg, ak.hash_alg, ak.signing_alg)
+    return Prepared(started, nk, ek.encryption_alg, ak.hash_alg, ak.signing_alg)
 
 
 async def _ek_certificate(tpm: Tpm) -> Optional[bytes]:

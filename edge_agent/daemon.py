@@ -25,10 +25,9 @@ from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.exits import EXIT_FAILURE, EXIT_OK
 from edge_agent.ima import ImaReaderError
 from edge_agent.keys import AgentKeyError
-from edge_agent.payload import PayloadError, prepare_secure_dir
 from edge_agent.privileges import PrivilegeError, drop_privileges
+from edge_agent.push.errors import PushError
 from edge_agent.registrar_client import RegistrarError
-from edge_agent.server.hooks import SECURE_DIR_NAME
 from edge_agent.tpm import TpmError
 from edge_agent.tpm.early import EarlyTpm
 
@@ -39,15 +38,16 @@ __all__ = ["run"]
 
 log = logging.getLogger("edge_agent")
 
-# What stops the agent with a message rather than a traceback.
+# What stops the agent with a message rather than a traceback (and PayloadError, see
+# _is_fatal: a push agent never imports the payload package).
 _FATAL = (
     ConfigError,
     TpmError,
     AgentKeyError,
     RegistrarError,
-    PayloadError,
     ImaReaderError,
     PrivilegeError,
+    PushError,
 )
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -58,15 +58,24 @@ def run(config: AgentConfig, early: Optional[EarlyTpm]) -> int:
         trio.run(_serve, config, early)
     except BaseExceptionGroup as group:
         fatal = list(_leaves(group))
-        if not all(isinstance(leaf, _FATAL) for leaf in fatal):
+        if not all(_is_fatal(leaf) for leaf in fatal):
             raise
         for leaf in fatal:
             print(f"limelet-agent: {leaf}", file=sys.stderr)
         return EXIT_FAILURE
-    except _FATAL as exc:
+    except Exception as exc:
+        if not _is_fatal(exc):
+            raise
         print(f"limelet-agent: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    if isinstance(exc, _FATAL):
+        return True
+    payload = sys.modules.get("edge_agent.payload.errors")  # loaded by a pull agent only
+    return payload is not None and isinstance(exc, payload.PayloadError)
 
 
 async def _serve(config: AgentConfig, early: Optional[EarlyTpm]) -> None:
@@ -93,6 +102,14 @@ async def _drop_privileges(config: AgentConfig) -> None:
     if os.geteuid() != 0:
         log.info("Not started as root: run_as %r does not apply", config.run_as)
         return
+    if config.push_model:
+        # No payloads in push mode: no secure dir to mount.
+        drop_privileges(config.run_as, chown_paths=[config.data_dir])
+        log.info("Dropped root privileges: running as %s", config.run_as)
+        return
+    from edge_agent.payload import prepare_secure_dir  # pull agents only
+    from edge_agent.server.hooks import SECURE_DIR_NAME
+
     prepare = functools.partial(
         prepare_secure_dir, config.data_dir / SECURE_DIR_NAME, config.secure_size, is_root=True
     )

@@ -10,6 +10,9 @@ Routes (keylime/web/registrar_server.py, API 2.x; ``{v}`` is ``v2.1`` ... ``v2.6
     GET    /{v}/agents/                      mTLS only        {"uuids": [...]}
     GET    /{v}/agents/{agent_id}            mTLS only        the record, once active
     DELETE /{v}/agents/{agent_id}            mTLS only        remove
+    POST   /{v}/agents                       both listeners   register, id in the body
+
+API 3.0 (``/v3``, ``/v3.0``) is in routes_v3.py; ``/version`` lists it after the 2.x.
 
 CVE-2026-1709: the admin routes are refused unless the request arrived on the TLS listener,
 which demands a client certificate from ``trusted_client_ca`` in the handshake.  That is read
@@ -30,10 +33,10 @@ from quart_trio import QuartTrio
 from attest_protocol.api_version import version_from_path
 from attest_protocol.envelope import success
 from registrar_lite.errors import AdminListenerError, BodyTooLargeError, StoreUnavailableError
+from registrar_lite.routes_v3 import add_v3_routes, add_version_route_v3
 from registrar_lite.service import Registrar
 from registrar_lite.validation import parse_json_object
 from service_kit.web import (
-    add_version_route,
     create_service_app,
     install_error_handlers,
     json_body,
@@ -63,9 +66,11 @@ def _on_admin_listener(tls_port: int) -> bool:
 def create_app(registrar: Registrar, *, tls_port: int, max_body_bytes: int) -> QuartTrio:
     """The app; ``tls_port`` is the bound port of the mTLS listener (admin routes)."""
     app = create_service_app("limelet.registrar", max_body_bytes)
-    add_version_route(app)
+    add_version_route_v3(app)
     _add_admin_routes(app, registrar, tls_port)
     _add_agent_routes(app, registrar, max_body_bytes)
+    # API 3.0 (routes_v3.py): same Registrar, same admin guard, same body limit.
+    add_v3_routes(app, registrar, _admin_only(tls_port), lambda: _json_body(max_body_bytes))
     install_error_handlers(
         app, log, BodyTooLargeError, (StoreUnavailableError, str(StoreUnavailableError()))
     )

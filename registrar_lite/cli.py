@@ -24,7 +24,8 @@ def _banner(ports: BoundPorts) -> str:
 
 def _checked_config(path: Optional[Path]) -> RegistrarConfig:
     config = load_config(path)
-    config.sqlite_path()  # a database_url we cannot open is a configuration error
+    if not config.uses_postgres:
+        config.sqlite_path()  # a database_url we cannot open is a configuration error
     return config
 
 

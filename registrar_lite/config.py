@@ -8,7 +8,9 @@ them at top level or under ``[registrar]``.  An unknown key is an error that nam
 
 Relative certificate paths are resolved against ``tls_dir`` (itself against ``data_dir``), as
 Keylime resolves them against its ``tls_dir``.  ``database_url = "sqlite"`` means
-``<data_dir>/reg_data.sqlite`` (Keylime: ``KEYLIME_DIR/reg_data.sqlite``).
+``<data_dir>/reg_data.sqlite`` (Keylime: ``KEYLIME_DIR/reg_data.sqlite``);
+``postgresql://user@host:port/db`` (any ``+driver`` part is ignored: psycopg 3 is used) keeps
+the registrations in PostgreSQL, e.g. beside verifiers that share one server.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Optional
 from attest_protocol.settings import range_error
 from registrar_lite.errors import ConfigError
 from service_kit import settings as kit
+from service_kit.jsonlog import LOG_FORMATS
 
 ENV_PREFIX = "LIMELET_REGISTRAR_"
 DEFAULT_IP = "127.0.0.1"
@@ -55,8 +58,11 @@ class RegistrarConfig(kit.TlsFilesMixin):
     read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
     keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
     shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
+    log_format: str = "text"  # or "json"; the --log-format flag wins (service_kit/cli.py)
 
     def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError("log_format", f"expected one of {list(LOG_FORMATS)}")
         bad = range_error(
             self,
             ports=("port", "tls_port"),
@@ -73,8 +79,13 @@ class RegistrarConfig(kit.TlsFilesMixin):
     def tpm_cert_store_path(self) -> Optional[Path]:
         return Path(self.tpm_cert_store) if self.tpm_cert_store else None
 
+    @property
+    def uses_postgres(self) -> bool:
+        """``database_url = postgresql://...`` (registrar_lite/store_postgres.py)."""
+        return self.database_url.startswith("postgres")
+
     def sqlite_path(self) -> Path:
-        """The database file named by ``database_url`` (only SQLite is implemented)."""
+        """The database file named by ``database_url`` when it names SQLite."""
         return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
 
 

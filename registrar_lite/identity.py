@@ -21,9 +21,9 @@ from typing import Optional
 from cryptography import x509
 
 from attest_protocol.ek_trust import (
-    MAX_TRUST_FILE_BYTES,
+    TrustStoreError,
     chains_to_store,
-    parse_cert_store,
+    read_cert_store,
     same_public_key,
 )
 from attest_protocol.tpm2.public import (
@@ -38,17 +38,10 @@ from registrar_lite.validation import Registration, load_cert
 
 def load_trust_store(directory: Path) -> tuple[x509.Certificate, ...]:
     """Every certificate (PEM, possibly several per file, or DER) in ``directory``."""
-    if not directory.is_dir():
-        raise ConfigError("tpm_cert_store", f"{directory} is not a directory")
-    files = {
-        path.name: path.read_bytes()
-        for path in directory.iterdir()
-        if path.is_file() and path.stat().st_size <= MAX_TRUST_FILE_BYTES
-    }
-    certs = parse_cert_store(files)
-    if not certs:
-        raise ConfigError("tpm_cert_store", f"no CA certificates found in {directory}")
-    return certs
+    try:
+        return read_cert_store(directory)
+    except TrustStoreError as exc:
+        raise ConfigError("tpm_cert_store", exc.reason) from exc
 
 
 def _check_key_matches(tpm_field: str, tpm: bytes, cert_field: str, der: bytes) -> None:

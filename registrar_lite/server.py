@@ -24,9 +24,10 @@ from cryptography import x509
 
 from registrar_lite.app import create_app
 from registrar_lite.config import RegistrarConfig
+from registrar_lite.errors import ConfigError
 from registrar_lite.identity import load_trust_store
 from registrar_lite.metrics import MeteredRegistrar, RegistrarMetrics, attach_metrics
-from registrar_lite.store import SqliteAgentStore
+from registrar_lite.store import AgentStore, SqliteAgentStore
 from service_kit.listen import bind, hypercorn_config, serve_app
 
 log = logging.getLogger("limelet.registrar")
@@ -59,6 +60,18 @@ def _trust_store(config: RegistrarConfig) -> Optional[tuple[x509.Certificate, ..
     return None if path is None else load_trust_store(path)
 
 
+async def open_store(config: RegistrarConfig) -> AgentStore:
+    """SQLite, or PostgreSQL (registrar_lite/store_postgres.py) when ``database_url`` names
+    it; psycopg comes with the optional ``postgres`` extra, so it is imported only then."""
+    if not config.uses_postgres:
+        return await SqliteAgentStore.open(config.sqlite_path())
+    try:
+        from registrar_lite.store_postgres import PostgresAgentStore
+    except ImportError as exc:
+        raise ConfigError("database_url", "PostgreSQL needs limelet[postgres] (psycopg)") from exc
+    return await PostgresAgentStore.open(config.database_url)
+
+
 async def serve_registrar(
     config: RegistrarConfig,
     *,
@@ -70,7 +83,7 @@ async def serve_registrar(
     trust = _trust_store(config)
     hc = hypercorn_config(config, log)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
-    store = await SqliteAgentStore.open(config.sqlite_path())
+    store = await open_store(config)
     try:
         with _listeners(config) as (plain, tls):
             ports = BoundPorts(config.ip, plain.getsockname()[1], tls.getsockname()[1])

@@ -43,8 +43,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--check-config", action="store_true", help="validate the configuration and exit"
     )
     parser.add_argument(
-        "--log-format", choices=LOG_FORMATS, default="text", help="text, or one JSON object a line"
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="text, or one JSON object a line (default: the config's log_format, else text)",
     )
+
+
+def log_format(flag: Optional[str], config: object) -> str:
+    """The flag when given, else the config's ``log_format`` key (both services have one,
+    checked against LOG_FORMATS when the config is built), else text."""
+    if flag is not None:
+        return flag
+    return str(getattr(config, "log_format", "text"))
 
 
 def single_error(exc: BaseException) -> BaseException:
@@ -81,7 +92,7 @@ def service_main(
     if args.check_config:
         print(f"{parser.prog}: configuration OK")
         return EXIT_OK
-    configure_logging(getattr(args, "log_format", "text"), SERVICE_LOG_FORMAT)
+    configure_logging(log_format(getattr(args, "log_format", None), config), SERVICE_LOG_FORMAT)
     try:
         run(config)
     except BaseExceptionGroup as group:

@@ -1,6 +1,7 @@
 """One JSON object per log line, for journald and log shippers (issue 19).
 
-``--log-format json`` on a service command selects it.  Every line carries ``timestamp``
+``--log-format json`` on a service command, or ``log_format = "json"`` in its config file
+(the flag wins; service_kit/cli.py ``log_format``), selects it.  Every line carries ``timestamp``
 (RFC 3339, UTC), ``level``, ``logger`` and ``message``; a log call that passes
 ``extra={"agent_id": ..., "event_id": ..., "reason": ...}`` gets those as fields of their
 own, so a query can select one agent's failures without parsing the message text.

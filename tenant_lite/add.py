@@ -33,7 +33,7 @@ from attest_protocol.bootstrap_keys import (
     hmac_sha384_hex,
     split_key,
 )
-from tenant_lite import agent, commands, services
+from tenant_lite import agent, commands, services, signing_keys
 from tenant_lite.certpkg import build_package
 from tenant_lite.config import TenantConfig
 from tenant_lite.errors import AttestationError, ServiceError, UsageError
@@ -48,7 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tpm-policy", help='JSON PCR policy, e.g. \'{"15": ["0000..."]}\'')
     p.add_argument("--runtime-policy", metavar="FILE", help="runtime (IMA) policy JSON")
     p.add_argument("--runtime-policy-name", metavar="NAME", help="a policy stored by the verifier")
-    p.add_argument("--mb-policy", metavar="FILE", help="measured-boot policy JSON")
+    p.add_argument(
+        "--mb-policy", "--mb-refstate", metavar="FILE", help="measured-boot reference state JSON"
+    )
+    p.add_argument("--runtime-policy-key", metavar="FILE", help="PEM key of a signed policy")
+    p.add_argument(
+        "--sign-verification-key", metavar="FILE", action="append", default=[],
+        help="public key checking IMA signatures (repeatable)",
+    )  # fmt: skip
     p.add_argument("--mb-policy-name", metavar="NAME", help="a stored measured-boot policy")
     payload = p.add_mutually_exclusive_group()
     payload.add_argument("-f", "--file", metavar="FILE", help="payload to deliver encrypted")
@@ -57,6 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", action="store_true", help="confirm the agent derived the key")
     p.add_argument("--ek-ca-dir", metavar="DIR", help="EK CA certificates (tpm_cert_store)")
     p.add_argument("--ek-check-script", metavar="PATH", help="script that judges the EK")
+    p.add_argument(
+        "--push-model",
+        action="store_true",
+        help="the agent pushes its evidence (API 3.0): never contact it (tenant_lite/push.py)",
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,18 @@ class Prepared:
 
 def _optional_file(path: Optional[str], what: str) -> Optional[bytes]:
     return None if path is None else commands.read_input(path, what)
+
+
+def _with_keys(policies: AgentPolicies, args: argparse.Namespace) -> AgentPolicies:
+    key_file = getattr(args, "runtime_policy_key", None)
+    key = signing_keys.runtime_policy_key(
+        _optional_file(key_file, "runtime policy key"), key_file or ""
+    )
+    files = getattr(args, "sign_verification_key", None) or []
+    keyring = signing_keys.verification_keyring(
+        [(commands.read_input(f, "signature verification key"), f) for f in files]
+    )
+    return dataclasses.replace(policies, runtime_policy_key=key, ima_sign_verification_keys=keyring)
 
 
 def prepare(config: TenantConfig, args: argparse.Namespace) -> Prepared:
@@ -87,6 +111,7 @@ def prepare(config: TenantConfig, args: argparse.Namespace) -> Prepared:
         mb_policy_source=args.mb_policy or "",
         mb_policy_name=args.mb_policy_name,
     )
+    policies = _with_keys(policies, args)
     plaintext, metadata, revocation_key = None, {}, ""
     if args.file:
         plaintext = commands.read_input(args.file, "payload")
@@ -107,7 +132,7 @@ def prepare(config: TenantConfig, args: argparse.Namespace) -> Prepared:
     return Prepared(policies, key, payload, metadata, revocation_key)
 
 
-def _effective(config: TenantConfig, args: argparse.Namespace) -> TenantConfig:
+def effective_config(config: TenantConfig, args: argparse.Namespace) -> TenantConfig:
     changes: dict[str, Any] = {}
     if args.ek_ca_dir:
         changes.update(tpm_cert_store=args.ek_ca_dir, require_ek_cert=True)
@@ -138,7 +163,7 @@ def verifier_record(
         "runtime_policy_key": p.runtime_policy_key,
         "mb_policy": p.mb_policy,
         "mb_policy_name": p.mb_policy_name,
-        "ima_sign_verification_keys": "",
+        "ima_sign_verification_keys": p.ima_sign_verification_keys,
         "metadata": json.dumps(prepared.metadata),
         "revocation_key": prepared.revocation_key,
         "accept_tpm_hash_algs": sorted(config.algs("hash")),
@@ -181,7 +206,7 @@ def _deliver_u(
     agent.send_ukey(client, args.agent_id, body)
 
 
-def _wait_listed(config: TenantConfig, ver: ServiceClient, agent_id: str) -> None:
+def wait_listed(config: TenantConfig, ver: ServiceClient, agent_id: str) -> None:
     for _ in range(config.max_retries):
         if services.verifier_has(ver, agent_id):
             return
@@ -216,7 +241,7 @@ def _verify_key(
 
 def run(config: TenantConfig, args: argparse.Namespace) -> Any:
     prepared = prepare(config, args)
-    config = _effective(config, args)
+    config = effective_config(config, args)
     with services.registrar(config) as reg_client:
         reg = services.registrar_show(reg_client, args.agent_id)
     store = Path(config.tpm_cert_store) if config.tpm_cert_store else None
@@ -236,7 +261,7 @@ def run(config: TenantConfig, args: argparse.Namespace) -> Any:
         _deliver_u(config, client, args, reg, prepared)
         record = verifier_record(config, prepared, reg, where, str(client.version()))
         services.verifier_add(ver, args.agent_id, record)
-        _wait_listed(config, ver, args.agent_id)
+        wait_listed(config, ver, args.agent_id)
         if args.verify and prepared.key is not None:
             _verify_key(config, client, ver, args.agent_id, prepared.key)
     return {

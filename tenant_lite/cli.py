@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attest_protocol.cli import base_parser
-from tenant_lite import add, commands
+from tenant_lite import add, commands, mbpolicy, push
 from tenant_lite.config import config_path, load_config
 from tenant_lite.errors import EXIT_OK, EXIT_USAGE, TenantError
 
@@ -59,11 +59,14 @@ def _policy_parser(subs: Any) -> None:
         "policy", help="runtime policies stored by the verifier", parents=[_common()]
     )
     psubs = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
-    p = _plain_command(
-        psubs, "add", "store a runtime policy (JSON) under NAME", commands.policy_add
-    )
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("file", metavar="FILE", help="runtime policy JSON")
+    for action, text, func in (
+        ("add", "store a runtime policy (JSON) under NAME", commands.policy_add),
+        ("update", "replace the runtime policy stored under NAME", commands.policy_update),
+    ):
+        p = _plain_command(psubs, action, text, func)
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("file", metavar="FILE", help="runtime policy JSON (or a DSSE envelope)")
+        p.add_argument("--runtime-policy-key", metavar="FILE", help="PEM key of a signed policy")
     for action, text, func in (
         ("show", "print a stored runtime policy", commands.policy_show),
         ("delete", "delete a stored runtime policy", commands.policy_delete),
@@ -84,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("add", "check an agent's identity, deliver its payload and hand it to the verifier"),
         ("update", "delete the agent from the verifier, then add it again"),
     ):
-        add.add_arguments(_agent_command(subs, name, text, add.run))
+        add.add_arguments(_agent_command(subs, name, text, push.dispatch))
     for name, text, func in (
         ("delete", "remove the agent from the verifier", commands.delete),
         ("status", "the agent's state at the registrar and the verifier", commands.status),
@@ -93,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("regstatus", "the agent's registrar record", commands.regstatus),
         ("regdelete", "remove the agent from the registrar", commands.regdelete),
     ):
-        _agent_command(subs, name, text, func)
+        p = _agent_command(subs, name, text, func)
+        if name == "status":
+            p.add_argument("--push-model", action="store_true", help="show it as a push agent")
     for name, text, func in (
         ("cvlist", "agents the verifier knows", commands.cvlist),
         ("bulkinfo", "every verifier record", commands.bulkinfo),
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--verifier-id", default="", help="only agents of this verifier")
     _plain_command(subs, "reglist", "agents the registrar knows", commands.reglist)
     _policy_parser(subs)
+    mbpolicy.add_parser(subs, _common(), EPILOG)
     return parser
 
 

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tenant_lite import services
+from tenant_lite import push_status, services
 from tenant_lite.config import TenantConfig
 from tenant_lite.errors import ServiceError, UsageError
 from tenant_lite.http import ServiceClient
 from tenant_lite.policy import runtime_policy_body
+from tenant_lite.signing_keys import runtime_policy_key
 
 Command = Callable[[TenantConfig, argparse.Namespace], Any]
 # HTTP 202 from DELETE: Keylime's verifier stops polling first and removes the record later.
@@ -59,7 +60,12 @@ def status(config: TenantConfig, args: argparse.Namespace) -> Any:
     with services.verifier(config) as ver:
         if not services.verifier_has(ver, args.agent_id):
             return {args.agent_id: {"operational_state": services.OPERATIONAL_STATES[0]}}
-        return {args.agent_id: services.verifier_show(ver, args.agent_id)}
+        record = services.verifier_show(ver, args.agent_id)
+    # A push agent (no address at the verifier, or --push-model as Keylime's tenant takes it)
+    # has no operational_state worth showing: its attestation_status and counts say it all.
+    if getattr(args, "push_model", False) or push_status.is_push_record(record):
+        return {args.agent_id: push_status.push_status(record)}
+    return {args.agent_id: record}
 
 
 def delete(config: TenantConfig, args: argparse.Namespace) -> Any:
@@ -113,11 +119,26 @@ def read_input(path: str, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
 
 
-def policy_add(config: TenantConfig, args: argparse.Namespace) -> Any:
+def _policy_body(args: argparse.Namespace) -> dict[str, str]:
     body = runtime_policy_body(read_input(args.file, "runtime policy"), args.file)
+    key_file = getattr(args, "runtime_policy_key", None)
+    if key_file:
+        body["runtime_policy_key"] = runtime_policy_key(read_input(key_file, "key"), key_file)
+    return body
+
+
+def policy_add(config: TenantConfig, args: argparse.Namespace) -> Any:
+    body = _policy_body(args)
     with services.verifier(config) as ver:
         services.policy_add(ver, args.name, body)
     return {"added": args.name}
+
+
+def policy_update(config: TenantConfig, args: argparse.Namespace) -> Any:
+    body = _policy_body(args)
+    with services.verifier(config) as ver:
+        services.policy_update(ver, args.name, body)
+    return {"updated": args.name}
 
 
 def policy_show(config: TenantConfig, args: argparse.Namespace) -> Any:

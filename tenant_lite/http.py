@@ -18,13 +18,24 @@ from typing import Any, Optional
 
 import httpx
 
-from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion, negotiate
+from attest_protocol.api_version import (
+    CURRENT_VERSION,
+    SUPPORTED_VERSIONS,
+    ApiVersion,
+    negotiate,
+)
 from attest_protocol.envelope import Envelope, parse_envelope
 from attest_protocol.errors import ApiVersionError, ParseError
 from tenant_lite.config import TenantConfig
 from tenant_lite.errors import ConfigError, NotFoundError, ServiceError, UnreachableError
 
 VERSION_PATH = "/version"
+# A push-mode Keylime verifier answers GET /version with 410 Gone
+# (keylime/web/verifier/server_info_controller.py ``show_versions``); its v2 admin routes still
+# work, so the tenant uses its own newest version, as keylime/tenant.py
+# ``_fetch_server_versions`` falls back to ``current_version()``.
+VERSION_GONE = 410
+FALLBACK_VERSION = CURRENT_VERSION
 # Error texts from a service are shown to the operator; a hostile one is cut short.
 MAX_SHOWN_STATUS_CHARS = 300
 
@@ -155,7 +166,11 @@ class ServiceClient:
     def version(self) -> ApiVersion:
         """The highest API version both sides speak, asked once per client."""
         if self._version is None:
-            env = self._envelope(self._send("GET", VERSION_PATH))
+            response = self._send("GET", VERSION_PATH)
+            if response.status_code == VERSION_GONE:
+                self._version = FALLBACK_VERSION
+                return self._version
+            env = self._envelope(response)
             self._version = negotiate(SUPPORTED_VERSIONS, _offered_versions(env))
         return self._version
 

@@ -39,6 +39,7 @@ class AgentPolicies:
     runtime_policy_key: str  # base64 of a DSSE verification key, "" for none
     mb_policy: Optional[str]  # policy JSON text
     mb_policy_name: str
+    ima_sign_verification_keys: str = ""  # Keylime's keyring string, "" for none
 
 
 def parse_tpm_policy(text: Optional[str]) -> dict[str, Any]:

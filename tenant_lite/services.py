@@ -137,6 +137,11 @@ def policy_add(ver: ServiceClient, name: str, body: Mapping[str, Any]) -> None:
     ver.checked("POST", f"/allowlists/{name}", policy_what(name), body=body)
 
 
+def policy_update(ver: ServiceClient, name: str, body: Mapping[str, Any]) -> None:
+    """Keylime's ``updateruntimepolicy``: PUT replaces a stored policy (404 when none)."""
+    ver.checked("PUT", f"/allowlists/{name}", policy_what(name), body=body)
+
+
 def policy_show(ver: ServiceClient, name: str) -> dict[str, Any]:
     return dict(ver.checked("GET", f"/allowlists/{name}", policy_what(name)).results)
 

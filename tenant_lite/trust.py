@@ -27,9 +27,9 @@ from typing import Any, Optional
 from cryptography import x509
 
 from attest_protocol.ek_trust import (
-    MAX_TRUST_FILE_BYTES,
+    TrustStoreError,
     chains_to_store,
-    parse_cert_store,
+    read_cert_store,
     same_public_key,
 )
 from attest_protocol.errors import AlgorithmError, AttestProtocolError
@@ -45,17 +45,10 @@ _SCRIPT_PASSED_ENV = ("PATH", "LANG", "HOME")
 
 
 def load_trust_store(directory: Path) -> tuple[x509.Certificate, ...]:
-    if not directory.is_dir():
-        raise ConfigError("tpm_cert_store", f"{directory} is not a directory")
-    files = {
-        path.name: path.read_bytes()
-        for path in directory.iterdir()
-        if path.is_file() and path.stat().st_size <= MAX_TRUST_FILE_BYTES
-    }
-    certs = parse_cert_store(files)
-    if not certs:
-        raise ConfigError("tpm_cert_store", f"no CA certificates in {directory}")
-    return certs
+    try:
+        return read_cert_store(directory)
+    except TrustStoreError as exc:
+        raise ConfigError("tpm_cert_store", exc.reason) from exc
 
 
 def check_ek_certificate(agent_id: str, record: Mapping[str, Any], store_dir: Path) -> None:

@@ -28,7 +28,7 @@ from attest_protocol.tpm2.constants import alg_for_hash_name
 from attest_protocol.tpm2.public import parse_tpm2b_public
 from edge_agent.tpm import AkInfo, Tpm, TpmConfig
 from edge_agent.tpm.pytss_backend import open_tpm
-from tools import keylime_snippets
+from tools import demo_push, keylime_snippets
 from tools.demo_attestation import attest
 from tools.demo_registration import enrolled
 from tools.narrate import detail, say
@@ -150,6 +150,8 @@ def run(workdir: Path) -> None:
         show_forgeries(quote, nonce, ak, verified)
         with enrolled(workdir, swtpm.tcti, template.ca_dir, ek_public, ak.public) as enrolment:
             attest(enrolment, swtpm.ctrl_port)
+    # Push mode (API 3.0) on a fresh copy of the TPM; skipped with a reason when unavailable.
+    demo_push.run(workdir)
     say("done", "The TPM's identity is enrolled, the verifier attests it continuously, and")
     detail("a change to a measured PCR is caught on the next quote.")
 

@@ -25,6 +25,7 @@ from tools.demo_registration import (
     wait_for,
 )
 from tools.demo_registration import _free_port as free_port
+from tools.demo_status import show_status_page, status_page_line, status_url
 from tools.narrate import detail, say
 from tools.procfs import peak_rss_mb
 
@@ -41,12 +42,13 @@ PAYLOAD = b"A secret only an attested agent may read: the database password is h
 FAILED_STATES = ("Invalid Quote", "Failed", 7, 9)
 
 
-def write_verifier_config(en: Enrolment, port: int) -> Path:
+def write_verifier_config(en: Enrolment, port: int, status_port: int) -> Path:
     config = en.workdir / "verifier.toml"
     config.write_text(
         f'uuid = "demo-verifier"\nip = "{LOOPBACK}"\nport = {port}\n'
         f'tls_dir = "{en.tls_dir}"\ndata_dir = "{en.workdir / "verifier"}"\n'
-        f"quote_interval = {QUOTE_INTERVAL_S}\nretry_interval = {QUOTE_INTERVAL_S}\n",
+        f"quote_interval = {QUOTE_INTERVAL_S}\nretry_interval = {QUOTE_INTERVAL_S}\n"
+        + status_page_line(status_port),
         encoding="utf-8",
     )
     return config
@@ -115,13 +117,14 @@ def wait_for_failure(config: Path) -> dict[str, Any]:
 
 
 def attest(en: Enrolment, ctrl_port: int) -> None:
-    port = free_port()
-    ver_conf = write_verifier_config(en, port)
+    port, status_port = free_port(), free_port()
+    ver_conf = write_verifier_config(en, port, status_port)
     say("12", "Starting limelet-verifier (mTLS, SQLite) with the same CA as the registrar.")
     log = en.workdir / "verifier.log"
     env = dict(os.environ)
     with running([str(SCRIPTS / "limelet-verifier"), "-c", str(ver_conf)], env, log) as ver:
         wait_for("the verifier", lambda: mtls_get(en.tls_dir, port, "/version")[1], ver, log)
+        detail(f"its status page for people, in a browser on this host: {status_url(status_port)}")
         ten_conf = write_tenant_config(en, port)
         payload = en.workdir / "payload.txt"
         payload.write_bytes(PAYLOAD)
@@ -135,3 +138,4 @@ def attest(en: Enrolment, ctrl_port: int) -> None:
         failed = wait_for_failure(ten_conf)
         detail(f"the verifier's verdict: {failed['operational_state']}")
         detail(f"reason: {failed.get('last_event_id')} (severity {failed.get('severity_level')})")
+        show_status_page(status_port, en.workdir)

@@ -13,7 +13,6 @@ build; a venv without a matching stamp is half-built and is rebuilt.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -24,11 +23,13 @@ from pathlib import Path
 from tools.keylime_venv import (
     PIP_TIMEOUT_SECONDS,
     SYSTEM_PYTHON,
-    _build_lock,
     _run,
     _site_packages,
     _system_gpg_package,
     cache_root,
+    ensure_stamped,
+    expected_stamp,
+    is_complete,
     venv_main,
 )
 
@@ -103,29 +104,16 @@ def agent_bin() -> Path:
     return venv_dir() / "bin" / "keylime_agent"
 
 
-def _expected_stamp() -> str:
-    python = os.path.realpath(SYSTEM_PYTHON)
-    return json.dumps({"python": python, "requirements": list(REQUIREMENTS)}, sort_keys=True)
-
-
-def _is_complete(venv: Path) -> bool:
-    try:
-        stamp = (venv / STAMP_NAME).read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return stamp == _expected_stamp() and agent_bin().exists()
-
-
 def ensure() -> Path:
     """Create the Keylime 6.6.0 venv if it is missing or half-built; return its directory."""
     venv = venv_dir()
-    if _is_complete(venv):
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(venv.parent / f".keylime-{AGENT_VERSION}.lock"):
-        if not _is_complete(venv):  # another process may have finished it while we waited
-            _build(venv)
-    return venv
+    marker = agent_bin()
+    return ensure_stamped(
+        venv,
+        f".keylime-{AGENT_VERSION}.lock",
+        lambda: is_complete(venv, STAMP_NAME, REQUIREMENTS, marker),
+        _build,
+    )
 
 
 def _build(venv: Path) -> None:
@@ -151,7 +139,7 @@ def _build(venv: Path) -> None:
         _run(
             [str(venv / "bin" / "python"), "-c", IMPORT_CHECK], "import check", env=env, cwd=scratch
         )
-    (venv / STAMP_NAME).write_text(_expected_stamp(), encoding="utf-8")
+    (venv / STAMP_NAME).write_text(expected_stamp(REQUIREMENTS), encoding="utf-8")
     print(f"keylime-agent66: ready in {time.monotonic() - started:.0f} s")
 
 

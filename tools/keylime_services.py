@@ -66,6 +66,9 @@ PROBE_TIMEOUT_SECONDS = 5.0
 # Longer than the shutdown_drain_timeout written to the configs (2 s).
 STOP_GRACE_SECONDS = 10.0
 TENANT_TIMEOUT_SECONDS = 120.0
+# A verifier in push mode answers GET /version with 410 Gone
+# (keylime/web/verifier/server_info_controller.py show_versions).
+VERSION_GONE = 410
 
 # Variables handed on from the caller's environment to Keylime's processes.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
@@ -192,7 +195,18 @@ def _answers_version(host: str, port: int, tls: Callable[[], ssl.SSLContext] | N
         status, body = get_json(host, port, "/version", None if tls is None else tls())
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError):
         return False  # not listening yet, or the CA files are still being written
+    if status == VERSION_GONE:
+        return True  # a push-mode verifier is up but has no /version
     return status == 200 and "current_version" in body.get("results", {})
+
+
+def _answers_push(host: str, port: int, tls: Callable[[], ssl.SSLContext]) -> bool:
+    """A push-mode verifier answers GET /version with 410 Gone (server_info_controller.py)."""
+    try:
+        status, _body = get_json(host, port, "/version", tls())
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError):
+        return False
+    return status == 410
 
 
 @contextlib.contextmanager
@@ -204,10 +218,12 @@ def start_keylime(
     enable_agent_mtls: bool = True,
     overrides: Mapping[str, Mapping[str, str]] | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
+    mode: str = "pull",
 ) -> Iterator[KeylimeServices]:
     """Write configs under ``root``, start verifier then registrar, yield, always stop both.
 
     ``overrides`` replaces or adds options per config section (see KeylimeSettings).
+    ``mode = "push"`` starts the verifier in push mode (API 3.0; its /version answers 410).
     """
     layout = KeylimeLayout(root)
     settings = KeylimeSettings(
@@ -219,6 +235,7 @@ def start_keylime(
         quote_interval_seconds=quote_interval_seconds,
         enable_agent_mtls=enable_agent_mtls,
         overrides=overrides or {},
+        mode=mode,
     )
     write_configs(layout, settings)
     env = keylime_env(layout)
@@ -238,8 +255,11 @@ def start_keylime(
         # The verifier first: with tls_dir = generate it creates the CA, server and client
         # certificates in KEYLIME_DIR/cv_ca, which the registrar's "default" settings use.
         for name, probes in (
-            ("verifier", [(settings.verifier_port, tls)]),
-            ("registrar", [(settings.registrar_port, None), (settings.registrar_tls_port, tls)]),
+            ("verifier", [(settings.verifier_port, tls, mode == "push")]),
+            (
+                "registrar",
+                [(settings.registrar_port, None, False), (settings.registrar_tls_port, tls, False)],
+            ),
         ):
             process = ServiceProcess.spawn(
                 f"keylime_{name}",
@@ -249,9 +269,10 @@ def start_keylime(
                 layout.log_dir / f"{name}.log",
             )
             running.append(process)
-            for port, ctx in probes:
+            for port, ctx, push in probes:
+                probe = _answers_push if push and ctx is not None else _answers_version
                 took = process.wait_ready(
-                    functools.partial(_answers_version, LOOPBACK, port, ctx),
+                    functools.partial(probe, LOOPBACK, port, ctx),  # type: ignore[arg-type]
                     startup_timeout,
                     POLL_INTERVAL_SECONDS,
                 )

@@ -104,40 +104,52 @@ def keylime_bin(name: str) -> Path:
     return venv_dir() / "bin" / name
 
 
-def _expected_stamp() -> str:
-    # The stamp records what was asked for, so changing this file's requirements rebuilds.
-    # The resolved interpreter (e.g. /usr/bin/python3.11) catches a Debian upgrade that would
-    # leave the venv's python symlink and python3-gpg's compiled module mismatched.
+def expected_stamp(requirements: tuple[str, ...]) -> str:
+    """What a finished venv's stamp file holds.
+
+    The stamp records what was asked for, so changing a module's requirements rebuilds.  The
+    resolved interpreter (e.g. /usr/bin/python3.11) catches a Debian upgrade that would leave
+    the venv's python symlink and python3-gpg's compiled module mismatched.
+    """
     python = os.path.realpath(SYSTEM_PYTHON)
-    return json.dumps({"python": python, "requirements": list(REQUIREMENTS)}, sort_keys=True)
+    return json.dumps({"python": python, "requirements": list(requirements)}, sort_keys=True)
+
+
+def is_complete(venv: Path, stamp_name: str, requirements: tuple[str, ...], marker: Path) -> bool:
+    """The venv was finished for these requirements, and ``marker`` (a program in it) exists."""
+    try:
+        stamp = (venv / stamp_name).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return stamp == expected_stamp(requirements) and marker.exists()
+
+
+def ensure_stamped(
+    venv: Path, lock_name: str, complete: Callable[[], bool], build: Callable[[Path], None]
+) -> Path:
+    """Build ``venv`` unless ``complete()``; concurrent callers serialise on a lock file."""
+    if complete():
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(venv.parent / lock_name):
+        if not complete():  # another process may have finished it while we waited
+            build(venv)
+    return venv
 
 
 def _is_complete(venv: Path) -> bool:
-    stamp = venv / STAMP_NAME
-    try:
-        return (
-            stamp.read_text(encoding="utf-8") == _expected_stamp()
-            and (venv / "bin" / "python").exists()
-        )
-    except OSError:
-        return False
+    return is_complete(venv, STAMP_NAME, REQUIREMENTS, venv / "bin" / "python")
 
 
 def ensure() -> Path:
     """Create the Keylime venv if it is missing or half-built; return its directory.
 
-    Idempotent and cheap once built (one stamp-file read). Concurrent callers serialise on a
-    lock file beside the venv.
+    Idempotent and cheap once built (one stamp-file read).
     """
     venv = venv_dir()
-    if _is_complete(venv):
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(venv.parent / f".keylime-{KEYLIME_VERSION}.lock"):
-        if _is_complete(venv):  # another process finished it while we waited
-            return venv
-        _build(venv)
-    return venv
+    return ensure_stamped(
+        venv, f".keylime-{KEYLIME_VERSION}.lock", lambda: _is_complete(venv), _build
+    )
 
 
 @contextlib.contextmanager
@@ -171,7 +183,7 @@ def _build(venv: Path) -> None:
         _run(
             [str(venv / "bin" / "python"), "-c", IMPORT_CHECK], "import check", env=env, cwd=scratch
         )
-    (venv / STAMP_NAME).write_text(_expected_stamp(), encoding="utf-8")
+    (venv / STAMP_NAME).write_text(expected_stamp(REQUIREMENTS), encoding="utf-8")
     print(f"keylime-venv: ready in {time.monotonic() - started:.0f} s")
 
 

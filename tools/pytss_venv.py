@@ -13,8 +13,6 @@ Usage: ``python -m tools.pytss_venv ensure`` (scripts/setup calls it).
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import sys
 import time
@@ -24,9 +22,11 @@ from tools.keylime_venv import (
     PIP_TIMEOUT_SECONDS,
     SYSTEM_PYTHON,
     KeylimeVenvError,
-    _build_lock,
     _run,
     cache_root,
+    ensure_stamped,
+    expected_stamp,
+    is_complete,
     venv_main,
 )
 
@@ -63,29 +63,16 @@ def venv_python() -> Path:
     return venv_dir() / "bin" / "python"
 
 
-def _expected_stamp() -> str:
-    python = os.path.realpath(SYSTEM_PYTHON)
-    return json.dumps({"python": python, "requirements": list(REQUIREMENTS)}, sort_keys=True)
-
-
-def _is_complete(venv: Path) -> bool:
-    try:
-        stamp = (venv / STAMP_NAME).read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return stamp == _expected_stamp() and (venv / "bin" / "python").exists()
-
-
 def ensure() -> Path:
     """Build the venv unless a finished one exists; return its directory."""
     venv = venv_dir()
-    if _is_complete(venv):
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(venv.parent / f".pytss-{PYTSS_VERSION}.lock"):
-        if not _is_complete(venv):
-            _build(venv)
-    return venv
+    marker = venv / "bin" / "python"
+    return ensure_stamped(
+        venv,
+        f".pytss-{PYTSS_VERSION}.lock",
+        lambda: is_complete(venv, STAMP_NAME, REQUIREMENTS, marker),
+        _build,
+    )
 
 
 def _build(venv: Path) -> None:
@@ -103,7 +90,7 @@ def _build(venv: Path) -> None:
     if got != [PYTSS_VERSION, TRIO_VERSION]:
         shutil.rmtree(venv)
         raise KeylimeVenvError(f"pytss-venv: asked for {PYTSS_VERSION} {TRIO_VERSION}, got {got}")
-    (venv / STAMP_NAME).write_text(_expected_stamp(), encoding="utf-8")
+    (venv / STAMP_NAME).write_text(expected_stamp(REQUIREMENTS), encoding="utf-8")
     print(f"pytss-venv: ready in {time.monotonic() - started:.0f} s")
 
 

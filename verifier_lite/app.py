@@ -16,6 +16,7 @@ route sits behind the mTLS listener, which demands a client certificate from
     GET    /{v}/mbpolicies/                       {"mbpolicy names": [...]}      (2.3+)
     GET|POST|PUT|DELETE /{v}/mbpolicies/{name}    measured-boot policies        (2.3+)
     GET    /{v}/verify/identity?agent_uuid=&quote=&nonce=&hash_alg=   {"valid": 0|1, ...}
+    POST   /{v}/verify/evidence                   one-shot verdict, nothing stored (evidence.py)
 """
 
 from __future__ import annotations
@@ -28,17 +29,23 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion, version_from_path
+from attest_protocol.envelope import Envelope
 from service_kit.web import (
     add_version_route,
     create_service_app,
     install_error_handlers,
     json_body,
     ok,
+    respond,
 )
-from verifier_lite import validation
+from verifier_lite import evidence, signed_policy, validation
 from verifier_lite.errors import BodyTooLargeError, RequestError
 from verifier_lite.identity import verify_identity
+from verifier_lite.push import enrol as push_enrol
+from verifier_lite.push.routes import EXTENSION as PUSH_EXTENSION
+from verifier_lite.push.routes import register_push_routes
 from verifier_lite.service import Verifier
+from verifier_lite.signed_policy import PolicySignatures
 from verifier_lite.store_health import StoreUnavailableError, store_health_view
 
 log = logging.getLogger("limelet.verifier")
@@ -57,13 +64,21 @@ async def _json_body(limit: int) -> dict[str, Any]:
     return await json_body(limit, validation.parse_json_object, BodyTooLargeError)
 
 
+def _signatures(verifier: Verifier) -> PolicySignatures:
+    """Keylime's signed-policy rules under this verifier's configuration."""
+    config = verifier.config
+    return signed_policy.from_config(config.require_allow_list_signatures, config.data_dir)
+
+
 def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
     app = create_service_app("limelet.verifier", max_body_bytes)
     add_version_route(app, "/versions")
     _agent_routes(app, verifier, max_body_bytes)
     _identity_route(app, verifier)
+    _evidence_route(app, max_body_bytes)
     _runtime_policy_routes(app, verifier, max_body_bytes)
     _mb_policy_routes(app, verifier, max_body_bytes)
+    register_push_routes(app, verifier, max_body_bytes)  # /v3.0 push mode (push/routes.py)
     install_error_handlers(
         app,
         log,
@@ -92,8 +107,17 @@ def _agent_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
     async def add_agent(ver: str, agent_id: str) -> Response:
         _check_version(ver)
         validation.agent_id(agent_id)
-        req = validation.add_agent_request(await _json_body(limit))
+        body = await _json_body(limit)
+        # Push agents (push/enrol.py) have no contact address and are never polled.
+        push = push_enrol.is_push_enrolment(body, verifier.config.mode)
+        req = validation.add_agent_request(
+            push_enrol.contactless(body) if push else body, _signatures(verifier)
+        )
+        if push:
+            req = push_enrol.as_push(req)
         await verifier.add(agent_id, req)
+        if push:  # a re-enrolled push agent starts a fresh attestation history
+            await app.extensions[PUSH_EXTENSION].flow.forget(agent_id)
         return ok()
 
     @app.delete("/<ver>/agents/<agent_id>")
@@ -133,6 +157,15 @@ def _identity_route(app: QuartTrio, verifier: Verifier) -> None:
         return ok(verify_identity(agent, params["quote"], params["nonce"], params["hash_alg"]))
 
 
+def _evidence_route(app: QuartTrio, limit: int) -> None:
+    @app.post("/<ver>/verify/evidence")
+    async def verify_evidence(ver: str) -> Response:
+        _check_version(ver)
+        verdict = evidence.verify_request(await _json_body(limit))
+        status = "Success" if verdict.code == 200 else "Bad Request"
+        return respond(Envelope(verdict.code, status, verdict.results))
+
+
 def _runtime_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> None:
     @app.get("/<ver>/allowlists/")
     async def runtime_policy_names(ver: str) -> Response:
@@ -151,7 +184,7 @@ def _runtime_policy_routes(app: QuartTrio, verifier: Verifier, limit: int) -> No
         _check_version(ver)
         validation.policy_name(name)
         body = await _json_body(limit)
-        text = validation.runtime_policy_text(body)
+        text = validation.runtime_policy_text(body, _signatures(verifier))
         if not text:
             raise RequestError("runtime_policy", "is required")
         tpm_policy = body.get("tpm_policy")

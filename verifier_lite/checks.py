@@ -18,6 +18,7 @@ from typing import Any, Optional
 from attest_protocol.bootstrap_keys import NkKeyError, nk_public_key
 from attest_protocol.errors import AttestProtocolError, ParseError, QuoteClockError
 from attest_protocol.ima import ImaParseError
+from attest_protocol.ima.boot_aggregate import boot_aggregates_of_log
 from attest_protocol.keylime_facts import DATA_PCR, IMA_PCR, enc_alg_accepted, expected_data_pcr
 from attest_protocol.policy import (
     ImaFailure,
@@ -94,6 +95,7 @@ class CheckInput:
     ima_state: Optional[ImaState]
     boottime: int
     mb_policy: Optional[MbPolicy] = None  # None: accept-all, the boot log is not replayed
+    skip_clock: bool = False  # one-shot verification (verifier_lite/evidence.py)
     ak: Optional[TpmPublic] = None  # ak_tpm_b64 parsed once per agent (poller.py); None: parse
 
 
@@ -173,7 +175,7 @@ def check_evidence(inp: CheckInput, ev: Evidence) -> CheckResult:
         context = {"message": "Quote data validation", "error": error}
         failure = event(Component.QUOTE_VALIDATION, "quote_validation", context, False)
         return CheckResult((failure,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
-    bad_clock = _clock_failure(inp, ev, verified.attest.clock_info)
+    bad_clock = None if inp.skip_clock else _clock_failure(inp, ev, verified.attest.clock_info)
     if bad_clock is not None:
         return CheckResult((bad_clock,), inp.previous_clock, inp.ima_state, inp.public_key_pem)
     pubkey = ev.pubkey if ev.pubkey is not None else inp.public_key_pem
@@ -258,13 +260,30 @@ def _ima(
         return None, [event(Component.QUOTE_VALIDATION, "invalid_ima_entry_nb", context, False)]
     try:
         verdict = evaluate_log(
-            inp.runtime_policy, state, ev.ima_measurement_list, quote.pcrs[IMA_PCR], quote.hash_alg
+            inp.runtime_policy,
+            state,
+            ev.ima_measurement_list,
+            quote.pcrs[IMA_PCR],
+            quote.hash_alg,
+            boot_aggregates=_log_boot_aggregates(ev.mb_measurement_list),
         )
     except ImaParseError as exc:
         context = {"message": "IMA measurement list does not parse", "error": str(exc)[:200]}
         # Keylime files an unparsable line as ima.parser.entry (keylime/ima/ima.py).
         return None, [event(Component.IMA, "parser.entry", context, True)]
     return verdict.new_state, [_ima_event(f) for f in verdict.failures]
+
+
+def _log_boot_aggregates(mb_measurement_list: Optional[str]) -> tuple[bytes, ...]:
+    """The boot_aggregate values the agent's UEFI event log allows, as Keylime adds them to
+    the policy's ``digests["boot_aggregate"]`` (attest_protocol/ima/boot_aggregate.py)."""
+    if not mb_measurement_list:
+        return ()
+    try:
+        data = base64.b64decode(mb_measurement_list, validate=True)
+    except (binascii.Error, ValueError):
+        return ()
+    return boot_aggregates_of_log(data)
 
 
 def _ima_event(failure: ImaFailure) -> FailureEvent:

@@ -19,6 +19,8 @@ from verifier_lite.server import POSTGRES_URL_START, BoundPort, serve_verifier
 
 
 def _banner(bound: BoundPort) -> str:
+    if bound.status_url is not None:
+        return f"limelet-verifier: mTLS {bound.port}, status page {bound.status_url}"
     return f"limelet-verifier: mTLS {bound.port}"
 
 

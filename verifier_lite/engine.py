@@ -31,6 +31,7 @@ import trio
 
 from verifier_lite.agent_client import AgentChannel
 from verifier_lite.failures import Component, event
+from verifier_lite.leases import LeaseLost
 from verifier_lite.poller import (
     MAX_BACKOFF_SECONDS,
     AgentGone,
@@ -75,6 +76,7 @@ class Engine:
         notifier: Optional[Notifier] = None,
         *,
         verifier_id: Optional[str] = None,
+        poll_store: Optional[VerifierStore] = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -83,7 +85,14 @@ class Engine:
         self._verifier_id = verifier_id  # resume only this verifier's agents (None: all)
         self._nursery: Optional[trio.Nursery] = None
         self._scopes: dict[str, trio.CancelScope] = {}
-        self.levers = _levers(store, settings, self)
+        # Shared fleet (lease_loop.py): the polling tasks write through a fenced store, the
+        # lease loop decides what runs (``may_poll``), and nothing is resumed at start-up.
+        self._poll_store = store if poll_store is None else poll_store
+        self._poll_states = self.states if poll_store is None else AgentStates(poll_store, notifier)
+        self.may_poll: Callable[[str], bool] = lambda _agent_id: True
+        self.resume_at_start = poll_store is None
+        self._done: dict[str, trio.Event] = {}
+        self.levers = _levers(store, settings, self, shared=poll_store is not None)
         self.policy_generation = 0  # bumped by policy_changed; pollers reload on a change
 
     def policy_changed(self) -> None:
@@ -95,10 +104,15 @@ class Engine:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.states.nursery = nursery
+            self._poll_states.nursery = nursery
             if self.levers.counters is not None:
                 await nursery.start(self.levers.counters.serve)
-            for agent in await self._store.list_agents(self._verifier_id):
-                if agent.state in POLLING:
+            resumable = []
+            if self.resume_at_start:
+                resumable = await self._store.list_agents(self._verifier_id)
+            for agent in resumable:
+                if agent.state in POLLING and not (agent.ip == "" and agent.port == 0):
+                    # Push agents (no address; verifier_lite/push/enrol.py) are not polled.
                     # As Keylime's verifier does at start-up: back to START, so the first
                     # quote is a full one (the NK key, clock and IMA position are rebuilt).
                     await self.states.apply(agent, Event.REACTIVATE)
@@ -109,29 +123,49 @@ class Engine:
     def running(self) -> frozenset[str]:
         return frozenset(self._scopes)
 
-    def start(self, agent_id: str) -> None:
-        """(Re)start polling ``agent_id``; its row must already say START or a polling state."""
+    def start(self, agent_id: str, *, resume: bool = False) -> None:
+        """(Re)start polling ``agent_id``; its row must already say START or a polling state
+        (``resume``: any polling state, taken back to START first).  A verifier of a shared
+        fleet starts only agents it holds the lease of; the holder starts the others."""
         if self._nursery is None:
             raise RuntimeError("engine not serving")
+        if not self.may_poll(agent_id):
+            return
         self.stop(agent_id)
         scope = trio.CancelScope()
         self._scopes[agent_id] = scope
-        self._nursery.start_soon(self._supervise, agent_id, scope, name=f"poll {agent_id}")
+        self._done[agent_id] = done = trio.Event()
+        self._nursery.start_soon(
+            self._supervise, agent_id, scope, done, resume, name=f"poll {agent_id}"
+        )
 
     def stop(self, agent_id: str) -> None:
         scope = self._scopes.pop(agent_id, None)
         if scope is not None:
             scope.cancel()
 
-    async def _supervise(self, agent_id: str, scope: trio.CancelScope) -> None:
-        with scope:
-            policy = RestartPolicy(self._settings)
-            restart = False
-            while (delay := await self._attempt(agent_id, policy, restart=restart)) is not None:
-                await trio.sleep(delay)
-                restart = True
-        if self._scopes.get(agent_id) is scope:
-            del self._scopes[agent_id]
+    async def stop_and_wait(self, agent_id: str) -> None:
+        """Stop polling ``agent_id`` and return once its task has ended (no request left)."""
+        done = self._done.get(agent_id)
+        self.stop(agent_id)
+        if done is not None:
+            await done.wait()
+
+    async def _supervise(
+        self, agent_id: str, scope: trio.CancelScope, done: trio.Event, restart: bool
+    ) -> None:
+        try:
+            with scope:
+                policy = RestartPolicy(self._settings)
+                while (delay := await self._attempt(agent_id, policy, restart=restart)) is not None:
+                    await trio.sleep(delay)
+                    restart = True
+        finally:
+            if self._scopes.get(agent_id) is scope:
+                del self._scopes[agent_id]
+            if self._done.get(agent_id) is done:
+                del self._done[agent_id]
+            done.set()
 
     async def _attempt(
         self, agent_id: str, policy: RestartPolicy, *, restart: bool
@@ -139,6 +173,8 @@ class Engine:
         """Poll once; the wait before restarting, or None when the task is done."""
         try:
             await self._poll(agent_id, restart=restart)
+        except LeaseLost:
+            log.info("agent %s: no longer polled here (lease lost, stopped or deleted)", agent_id)
         except AgentGone:
             log.info("agent %s: deleted while polling", agent_id)
         except StoreUnavailableError:
@@ -161,7 +197,7 @@ class Engine:
             agent = await self._store.get_agent(agent_id)
             if agent is not None and agent.state in POLLING:
                 failure = event(Component.INTERNAL, "polling_task", "polling task raised", False)
-                await self.states.apply(agent, Event.TASK_CRASHED, failure=failure)
+                await self._poll_states.apply(agent, Event.TASK_CRASHED, failure=failure)
         except Exception:
             log.exception("agent %s: could not record the failure", agent_id)
 
@@ -174,11 +210,13 @@ class Engine:
                 return  # stopped, failed or deleted meanwhile: nothing to resume
             # Back to START as at start-up, through the one transition function: the first
             # quote after a restart is a full one.
-            agent = await self.states.apply(agent, Event.REACTIVATE)
+            agent = await self._poll_states.apply(agent, Event.REACTIVATE)
         channel = self._channels(agent)
+        states = self._poll_states
+        states.metrics = self.states.metrics
         try:
             await AgentPoller(
-                self._store, self._settings, self.states.apply, self.states.metrics, self.levers
+                self._poll_store, self._settings, states.apply, states.metrics, self.levers
             ).run(agent, channel)
         finally:
             with trio.CancelScope(shield=True):
@@ -194,11 +232,16 @@ class Engine:
                 log.warning("agent %s: counters left for the next batch", agent_id)
 
 
-def _levers(store: VerifierStore, settings: EngineSettings, engine: Engine) -> PollerLevers:
-    """The throughput levers the settings turn on (poller.py EngineSettings)."""
-    flush = settings.counter_flush_seconds
+def _levers(
+    store: VerifierStore, settings: EngineSettings, engine: Engine, *, shared: bool
+) -> PollerLevers:
+    """The throughput levers the settings turn on (poller.py EngineSettings).  In a shared
+    fleet (leases) every write must pass the lease fence row by row (lease_store.py
+    FencedStore), so counters are not batched there."""
+    flush = 0.0 if shared else settings.counter_flush_seconds
     return PollerLevers(
         counters=CounterBatch(store, flush) if flush > 0 else None,
         limiter=trio.CapacityLimiter(settings.max_in_flight) if settings.max_in_flight else None,
         policy_generation=lambda: engine.policy_generation,
+        ima_progress=engine._poll_states.ima_progress,
     )

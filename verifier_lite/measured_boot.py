@@ -1,18 +1,23 @@
-"""Measured boot: replay the agent's UEFI event log into the quoted PCRs, then a policy.
+"""Measured boot as Keylime's verifier judges it: log replay against the quote, then a policy.
 
-The agent sends ``mb_measurement_list`` (base64 of ``binary_bios_measurements``);
-attest_protocol.eventlog parses and replays it.  With a measured-boot policy set, every boot
-PCR (0-9) in the quote must equal the replayed value - Keylime's
-``measured_boot.invalid_pcr_<n>`` (keylime/tpm/tpm_main.py ``check_pcrs``) - so the log is
-proven to be the one the TPM measured.  Then the policy:
+The agent sends ``mb_measurement_list`` (base64 of ``binary_bios_measurements``).  With a
+non-empty reference state (``mb_policy`` / ``mb_refstate``) Keylime's ``Tpm.check_pcrs``
+(keylime/tpm/tpm_main.py) and ``bootlog_evaluate`` (keylime/mba/elchecking/elchecker.py) do,
+and so do we:
 
-* none, ``null``, ``""`` or ``{}``: accept-all (Keylime's ``accept-all``), no replay;
-* ``{"pcrs": {"<n>": ["<hex>", ...]}}``: a reference state - PCR n of the replayed log must
-  be one of the listed values (``measured_boot.policy_pcr_<n>``);
-* ``{"reject_all": true}``: every boot fails (``measured_boot.reject_all``).
+1. parse the log; one that does not parse, or lacks the quote's bank, fails
+   (``measured_boot.parser.*``) and nothing else of measured boot is checked;
+2. every quoted PCR of MEASUREDBOOT_PCRS (0-9, 11-15) that the policy reads (all of them
+   for a policy that names none) must equal the log's replayed value, else
+   ``measured_boot.invalid_pcr_<n>``; without a log, ``pcr_validation.unused_pcr_<n>``;
+3. a PCR the policy reads but the quote lacks: ``measured_boot.missing_pcrs``; otherwise the
+   policy (``[verifier] measured_boot_policy_name``: accept-all, reject-all, example,
+   limelet-pcrs; attest_protocol.mb) judges the log: ``measured_boot.policy_<name>``.
 
-Keylime's own reference-state language (keylime/mba/elchecking, ``create_mb_refstate``) is not
-evaluated: such a policy is refused when it is uploaded, never silently accepted.
+A reference state that is empty (``{}``, ``[]``, ``null``) or absent means no measured-boot
+check at all, as in Keylime.  Keylime's ``measured_boot_evaluate = once`` evaluates the
+policy only on the first quote; we evaluate it on every quote, which gives the same verdict
+as the boot log of one boot cannot change.
 """
 
 from __future__ import annotations
@@ -22,82 +27,129 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from attest_protocol.errors import AttestProtocolError
-from attest_protocol.eventlog import parse_event_log, replay_boot_log
+from attest_protocol.eventlog import BOOT_PCRS, parse_event_log, replay_boot_log
+from attest_protocol.eventlog.describe import describe_events
+from attest_protocol.mb import (
+    ACCEPT_ALL,
+    RefstateError,
+    check_policy_name,
+    evaluate,
+    relevant_pcrs,
+)
+from attest_protocol.mb.policies import limelet_reference
 from attest_protocol.tpm2.constants import TpmAlg
 from verifier_lite.failures import Component, FailureEvent, event
 
-# PCRs the firmware and boot loader measure and the verifier compares with the log.
-MB_PCRS = frozenset(range(10))
-_KEYS = frozenset({"pcrs", "reject_all"})
+# keylime/config.py MEASUREDBOOT_PCRS: one definition, shared with the tenant's mask.
+MB_PCRS = BOOT_PCRS
+# PCRs other checks claim, which count as "in the quote" for missing_pcrs (IMA, data PCR).
+_OTHER_CHECKED_PCRS = frozenset({10, 16})
 
 
 @dataclass(frozen=True)
 class MbPolicy:
-    reference: Mapping[int, frozenset[str]]
-    reject_all: bool = False
+    """A non-empty reference state and the policy (by name) that judges logs against it."""
+
+    refstate: Any
+    policy_name: str = ACCEPT_ALL
 
 
-def load_mb_policy(text: Optional[str]) -> Optional[MbPolicy]:
-    """None means accept-all; ValueError says what is wrong with anything else."""
+def load_mb_policy(text: Optional[str], policy_name: str = ACCEPT_ALL) -> Optional[MbPolicy]:
+    """None when nothing is checked; ValueError when the text is not JSON, or is limelet's
+    reference-PCR form with a mistake in it.
+
+    Any other JSON is stored as Keylime stores it (``policy_is_valid`` only asks for JSON): a
+    reference state that does not suit the configured policy fails each evaluation, naming
+    why, as in Keylime."""
+    check_policy_name(policy_name)
     if text is None or not text.strip():
         return None
     try:
         doc = json.loads(text)
     except ValueError:
         raise ValueError("not JSON") from None
-    if doc is None or doc == {}:
-        return None
-    if not isinstance(doc, dict) or not set(doc) <= _KEYS:
-        raise ValueError("expected {} or an object with 'pcrs' and/or 'reject_all'")
-    reject = doc.get("reject_all", False)
-    pcrs = doc.get("pcrs", {})
-    if not isinstance(reject, bool) or not isinstance(pcrs, dict):
-        raise ValueError("'reject_all' must be a boolean and 'pcrs' an object")
-    reference: dict[int, frozenset[str]] = {}
-    for key, values in pcrs.items():
-        if not (key.isdigit() and int(key) in MB_PCRS):
-            raise ValueError(f"'pcrs' key {key[:8]!r} is not a boot PCR (0-9)")
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise ValueError(f"'pcrs' {key}: expected a list of hex strings")
-        reference[int(key)] = frozenset(v.lower() for v in values)
-    return MbPolicy(reference, reject)
+    if isinstance(doc, dict) and doc and set(doc) <= {"pcrs", "reject_all"}:
+        try:
+            limelet_reference(doc)
+        except RefstateError as exc:
+            raise ValueError(str(exc)) from None
+    return MbPolicy(doc, policy_name) if doc else None
+
+
+def pcrs_to_check(policy_name: str) -> frozenset[int]:
+    """keylime/tpm/tpm_main.py ``mb_pcrs_to_check``: MEASUREDBOOT_PCRS cut to what the
+    policy reads, unless it reads none."""
+    relevant = relevant_pcrs(policy_name)
+    return MB_PCRS & relevant if relevant else MB_PCRS
+
+
+def _parse(log_b64: str, hash_alg: TpmAlg) -> tuple[list[Any], dict[int, bytes]] | FailureEvent:
+    try:
+        log = parse_event_log(base64.b64decode(log_b64, validate=True))
+    except (AttestProtocolError, binascii.Error) as exc:
+        context = {"context": "boot event log does not parse", "data": str(exc)[:200]}
+        return event(Component.MEASURED_BOOT, "parser.tpm2_eventlog.error", context, True)
+    try:
+        replayed = replay_boot_log(log.events, hash_alg)
+    except AttestProtocolError as exc:
+        context = {"got": f"no PCR values in bank {hash_alg.name.lower()}: {exc}"[:200]}
+        return event(Component.MEASURED_BOOT, "parser.invalid_pcrs_hashes", context, True)
+    return describe_events(log.events), replayed
 
 
 def check_boot_log(
     policy: MbPolicy, log_b64: Optional[str], quoted: Mapping[int, bytes], hash_alg: TpmAlg
 ) -> list[FailureEvent]:
-    boot_pcrs = sorted(MB_PCRS & set(quoted))
+    checked = sorted(pcrs_to_check(policy.policy_name) & set(quoted))
+    events: list[Any] = []
+    replayed: dict[int, bytes] = {}
+    failures: list[FailureEvent] = []
+    in_quote = set(_OTHER_CHECKED_PCRS & set(quoted))
     if not log_b64:
-        message = "Measured Boot PCR in policy, but no measurement list provided"
-        first = boot_pcrs[0] if boot_pcrs else 0
-        return [event(Component.PCR_VALIDATION, f"unused_pcr_{first}", message, True)]
-    try:
-        log = parse_event_log(base64.b64decode(log_b64, validate=True))
-        replayed = replay_boot_log(log.events, hash_alg)
-    except (AttestProtocolError, binascii.Error) as exc:
-        context = {"message": "boot event log does not parse or replay", "error": str(exc)[:200]}
-        return [event(Component.MEASURED_BOOT, "invalid_boot_log", context, True)]
-    failures = []
-    size = len(next(iter(quoted.values()))) if quoted else 0
-    for pcr in boot_pcrs:
-        from_log = replayed.get(pcr, bytes(size)).hex()
-        if from_log != quoted[pcr].hex():
+        for pcr in checked:
+            message = f"Measured Boot PCR {pcr} in policy, but no measurement list provided"
+            failures.append(event(Component.PCR_VALIDATION, f"unused_pcr_{pcr}", message, True))
+    else:
+        parsed = _parse(log_b64, hash_alg)
+        if isinstance(parsed, FailureEvent):
+            return [parsed]
+        events, replayed = parsed
+        failures.extend(_replay_failures(checked, quoted, replayed))
+        in_quote.update(checked)
+    return failures + _policy_failures(policy, events, replayed, in_quote)
+
+
+def _replay_failures(
+    checked: list[int], quoted: Mapping[int, bytes], replayed: Mapping[int, bytes]
+) -> list[FailureEvent]:
+    out = []
+    for pcr in checked:
+        # Keylime compares the numbers (leading zeros stripped); a PCR the log never
+        # extends counts as 0.
+        from_log = int.from_bytes(replayed.get(pcr, b""), "big")
+        if from_log != int.from_bytes(quoted[pcr], "big"):
             context = {
-                "context": "boot event log PCR value does not match",
+                "context": "SHA256 boot event log PCR value does not match",
                 "got": quoted[pcr].hex(),
-                "expected": from_log,
+                "expected": f"{from_log:x}",
             }
-            failures.append(event(Component.MEASURED_BOOT, f"invalid_pcr_{pcr}", context, True))
-    if failures:
-        return failures
-    if policy.reject_all:
-        return [event(Component.MEASURED_BOOT, "reject_all", "the policy rejects every boot", True)]
-    for pcr, allowed in sorted(policy.reference.items()):
-        value = replayed.get(pcr, bytes(size)).hex()
-        if value not in allowed:
-            context = {"context": "PCR value not in the reference state", "got": value}
-            failures.append(event(Component.MEASURED_BOOT, f"policy_pcr_{pcr}", context, True))
-    return failures
+            out.append(event(Component.MEASURED_BOOT, f"invalid_pcr_{pcr}", context, True))
+    return out
+
+
+def _policy_failures(
+    policy: MbPolicy, events: list[Any], replayed: Mapping[int, bytes], in_quote: set[int]
+) -> list[FailureEvent]:
+    name = policy.policy_name
+    missing = sorted(relevant_pcrs(name) - in_quote)
+    if missing:
+        context = {"context": "PCRs are missing in quote", "data": missing}
+        return [event(Component.MEASURED_BOOT, "missing_pcrs", context, True)]
+    reason = evaluate(name, policy.refstate, events, replayed)
+    if not reason:
+        return []
+    context = {"context": "Boot attestation failed", "policy": name, "reason": reason[:1000]}
+    return [event(Component.MEASURED_BOOT, f"policy_{name}", context, True)]

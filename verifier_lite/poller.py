@@ -16,13 +16,14 @@ import secrets
 import string
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
 import trio
 
 from attest_protocol.api_version import SUPPORTED_VERSIONS, ApiVersion, negotiate
 from attest_protocol.errors import AttestProtocolError
+from attest_protocol.mb import ACCEPT_ALL
 from attest_protocol.policy import ImaState, RuntimePolicy, load_runtime_policy
 from attest_protocol.tpm2.attest import ClockInfo
 from attest_protocol.tpm2.public import TpmPublic
@@ -36,10 +37,12 @@ from verifier_lite.checks import (
     parse_evidence,
 )
 from verifier_lite.errors import AgentContactError, AgentProtocolError
-from verifier_lite.failures import Component, FailureEvent, event, most_severe
+from verifier_lite.failures import Component, FailureEvent, SeverityPolicy, event, most_severe
+from verifier_lite.ima_keys import with_agent_keys
 from verifier_lite.measured_boot import MbPolicy, load_mb_policy
 from verifier_lite.metrics import VerifierMetrics, timed
 from verifier_lite.records import AgentRecord
+from verifier_lite.signed_policy import unwrap
 from verifier_lite.states import POLLING, Event, State
 from verifier_lite.store import VerifierStore
 from verifier_lite.tpm_policy import parse_tpm_policy, quote_mask
@@ -60,6 +63,9 @@ class EngineSettings:
     retry_interval: float
     exponential_backoff: bool
     max_retries: int
+    # [verifier] measured_boot_policy_name (attest_protocol.mb.POLICY_NAMES).
+    measured_boot_policy_name: str = ACCEPT_ALL
+    severity: SeverityPolicy = field(default_factory=SeverityPolicy)
     # Throughput levers (bench/verifier_fleet.py measured them): the period good quotes'
     # counters are written in (write_batch.py; 0 writes each at once), and the most quote
     # requests and checks in flight at once (0: no cap).
@@ -84,16 +90,19 @@ class AgentGone(Exception):
 
 @dataclass
 class _Memory:
-    """What one task keeps between quotes; rebuilt from a full quote after a restart."""
+    """What one task keeps between quotes that the store does not; rebuilt from a full quote
+    after a restart.  The NK public key and boot time are the agent record's."""
 
     version: ApiVersion
     runtime_policy: Optional[RuntimePolicy]
     mb_policy: Optional[MbPolicy] = None
-    public_key: Optional[str] = None
+    full_quote_due: bool = True  # Keylime asks for the NK key in the task's first quote
     clock: Optional[ClockInfo] = None
     ima_state: Optional[ImaState] = None
-    boottime: int = 0
     contact_failures: int = 0
+    # Set by a recoverable failure below the highest severity: the task polls on from
+    # INVALID_QUOTE, as Keylime does (verifier_lite/failures.py).
+    polls_on: bool = False
     # Parsed once per task, not per quote: the AK, the tpm_policy, and the policy generation
     # the policies above were loaded at (a policy update reloads them, see _fresh_policies).
     ak: Optional[TpmPublic] = None
@@ -110,6 +119,7 @@ class Transition(Protocol):
         ev: Event,
         *,
         failure: Optional[FailureEvent] = None,
+        ima_entries: Optional[int] = None,
         **changes: Any,
     ) -> AgentRecord: ...
 
@@ -122,6 +132,13 @@ class PollerLevers:
     counters: Optional[CounterBatch] = None
     limiter: Optional[trio.CapacityLimiter] = None
     policy_generation: Callable[[], int] = lambda: 0
+    # IMA entries checked per agent (transitions.py AgentStates.ima_progress, the status
+    # page's source): a deferred good quote moves it as a written one does.
+    ima_progress: Optional[dict[str, int]] = None
+
+    def progress(self, agent_id: str, entries: Optional[int]) -> None:
+        if self.ima_progress is not None and entries is not None:
+            self.ima_progress[agent_id] = entries
 
     def in_flight(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self.limiter if self.limiter is not None else _NO_LIMIT
@@ -159,19 +176,22 @@ class AgentPoller:
         ev: Event,
         *,
         failure: Optional[FailureEvent] = None,
+        ima_entries: Optional[int] = None,
         **changes: Any,
     ) -> AgentRecord:
         """A state change, written at once with any counters still pending for the agent."""
         if self._levers.counters is not None:
             changes = {**self._levers.counters.take(agent.agent_id), **changes}
-        return await self._transition(agent, ev, failure=failure, **changes)
+        return await self._transition(
+            agent, ev, failure=failure, ima_entries=ima_entries, **changes
+        )
 
     async def run(self, agent: AgentRecord, channel: AgentChannel) -> None:
         """Poll until the agent leaves the polling states (or the task is cancelled)."""
         agent, memory = await self._prepare(agent, channel)
         if memory is None:
             return
-        while agent.state in POLLING:
+        while agent.state in POLLING or (memory.polls_on and agent.state is State.INVALID_QUOTE):
             agent = await self._step(agent, channel, memory)
 
     async def _prepare(
@@ -197,7 +217,6 @@ class AgentPoller:
             generation = self._levers.policy_generation()
             memory = _Memory(version, runtime_policy, await self._load_mb_policy(agent))
             memory.policy_generation = generation
-            memory.boottime = agent.boottime
             memory.contact_failures = scratch.contact_failures
             return agent, memory
 
@@ -205,11 +224,14 @@ class AgentPoller:
         record = await self._store.get_runtime_policy(agent.runtime_policy_name)
         if record is None or not record.has_policy:
             return None
-        return load_runtime_policy(record.runtime_policy.encode("utf-8"))
+        policy = load_runtime_policy(unwrap(record.runtime_policy.encode("utf-8")))
+        return with_agent_keys(policy, agent.ima_sign_verification_keys)
 
     async def _load_mb_policy(self, agent: AgentRecord) -> Optional[MbPolicy]:
         record = await self._store.get_mb_policy(agent.mb_policy_name)
-        return None if record is None else load_mb_policy(record.mb_policy)
+        if record is None:
+            return None
+        return load_mb_policy(record.mb_policy, self._settings.measured_boot_policy_name)
 
     async def _step(
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
@@ -238,9 +260,9 @@ class AgentPoller:
     async def _provide_v(
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
     ) -> AgentRecord:
-        if agent.v is None or memory.public_key is None:
+        if agent.v is None or memory.full_quote_due or not agent.public_key:
             return await self._apply(agent, Event.V_DELIVERED)  # nothing to deliver
-        await channel.provide_v(memory.version, encrypt_v(memory.public_key, agent.v))
+        await channel.provide_v(memory.version, encrypt_v(agent.public_key, agent.v))
         memory.contact_failures = 0
         log.info("agent %s: V delivered", agent.agent_id)
         return await self._apply(agent, Event.V_DELIVERED)
@@ -249,7 +271,7 @@ class AgentPoller:
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
     ) -> AgentRecord:
         await self._fresh_policies(agent, memory)  # before the mask is chosen from them
-        full = memory.public_key is None
+        full = memory.full_quote_due
         nonce = new_nonce()
         request = QuoteRequest(
             nonce=nonce,
@@ -297,11 +319,11 @@ class AgentPoller:
             accept_enc_algs=agent.accept_tpm_encryption_algs,
             accept_sign_algs=agent.accept_tpm_signing_algs,
             tpm_policy=memory.tpm_policy,
-            public_key_pem=memory.public_key,
+            public_key_pem=None if memory.full_quote_due else agent.public_key or None,
             previous_clock=memory.clock,
             runtime_policy=memory.runtime_policy,
             ima_state=memory.ima_state,
-            boottime=memory.boottime,
+            boottime=agent.boottime,
             mb_policy=memory.mb_policy,
             ak=memory.ak,
         )
@@ -316,43 +338,74 @@ class AgentPoller:
         full: bool,
     ) -> AgentRecord:
         now = int(time.time())
+        memory.polls_on = False
         if not result.ok:
-            return await self._transition(
-                agent,
-                Event.QUOTE_INVALID,
-                failure=most_severe(result.failures),
-                last_received_quote=now,
-            )
+            return await self._failed(agent, memory, result.failures, now)
         if full and result.public_key_pem is None:
             failure = event(
                 Component.QUOTE_VALIDATION, "no_pubkey", "agent sent no public key", False
             )
             return await self._apply(agent, Event.QUOTE_INVALID, failure=failure)
-        memory.public_key = result.public_key_pem
+        memory.full_quote_due = False
         memory.clock = result.clock
         memory.ima_state = result.ima_state
-        memory.boottime = evidence.boottime
-        v_due = full and agent.v is not None and agent.state in (State.START, State.GET_QUOTE_RETRY)
+        v_due = (
+            full
+            and agent.v is not None
+            and agent.state in (State.START, State.GET_QUOTE_RETRY, State.INVALID_QUOTE)
+        )
         ev = Event.QUOTE_OK_V_DUE if v_due else Event.QUOTE_OK
-        changes = _attested(agent, evidence, memory, now)
+        entries = None if memory.ima_state is None else memory.ima_state.next_entry
+        changes = _attested(agent, evidence, result.public_key_pem, now)
         counters = self._levers.counters
         if ev is Event.QUOTE_OK and agent.state is State.GET_QUOTE and counters is not None:
             # No state change: only counters, written with the next batch (write_batch.py).
             counters.defer(agent.agent_id, changes)
             if self._metrics is not None:
                 self._metrics.transition(ev, changes)
+            self._levers.progress(agent.agent_id, entries)
             agent = dataclasses.replace(agent, **changes)
         else:
-            agent = await self._apply(agent, ev, **changes)
+            agent = await self._apply(agent, ev, ima_entries=entries, **changes)
         if agent.state is State.GET_QUOTE:
             await trio.sleep(self._settings.quote_interval)
         return agent
 
+    async def _failed(
+        self,
+        agent: AgentRecord,
+        memory: _Memory,
+        failures: tuple[FailureEvent, ...],
+        now: int,
+    ) -> AgentRecord:
+        """Keylime's handling of a failed attestation (cloud_verifier_tornado.py
+        ``process_agent``): the most severe event is recorded, and a revocation sent, only
+        when it is more severe than the one on record; polling stops on an irrecoverable
+        event or the highest label, and otherwise goes on after the quote interval."""
+        severity = self._settings.severity
+        failures = severity.classify(failures)
+        worst = most_severe(failures)
+        if severity.stops_polling(failures):
+            return await self._apply(
+                agent, Event.QUOTE_INVALID, failure=worst, last_received_quote=now
+            )
+        memory.polls_on = True
+        if agent.severity_level is None or worst.severity_level > agent.severity_level:
+            agent = await self._apply(
+                agent, Event.QUOTE_INVALID_RECOVERABLE, failure=worst, last_received_quote=now
+            )
+        else:
+            log.warning("agent %s: %s again", agent.agent_id, worst.event_id)
+        await trio.sleep(self._settings.quote_interval)
+        return agent
 
-def _attested(agent: AgentRecord, evidence: Evidence, memory: _Memory, now: int) -> dict[str, Any]:
+
+def _attested(
+    agent: AgentRecord, evidence: Evidence, public_key: Optional[str], now: int
+) -> dict[str, Any]:
     """The columns a good quote updates (Keylime: attestation_count, timestamps, algorithms)."""
     return {
-        "public_key": memory.public_key or "",
+        "public_key": public_key or "",
         "hash_alg": evidence.hash_alg,
         "enc_alg": evidence.enc_alg,
         "sign_alg": evidence.sign_alg,

@@ -101,8 +101,8 @@ def status_view(
     return {
         "operational_state": agent.operational_state,
         "v": agent.v,
-        "ip": agent.ip,
-        "port": agent.port,
+        "ip": agent.ip or None,  # push agents have none (Keylime shows null)
+        "port": agent.port or None,
         "tpm_policy": agent.tpm_policy,
         "meta_data": agent.meta_data,
         "has_mb_refstate": int(has_mb_policy),

@@ -105,7 +105,8 @@ class Notifier:
             nursery.start_soon(self._webhook, body)
         if "agent" in self.enabled:
             for other in others:
-                if other.agent_id != failed.agent_id:
+                # Push agents (verifier_lite/push/enrol.py) have no address to deliver to.
+                if other.agent_id != failed.agent_id and other.ip:
                     nursery.start_soon(self._send, other, body)
 
     async def _webhook(self, body: Mapping[str, str]) -> None:

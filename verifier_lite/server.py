@@ -11,12 +11,13 @@ Binding, the Hypercorn config and its CVE-2023-38200 timeouts are service_kit/li
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import httpx
 import trio
@@ -34,13 +35,20 @@ from verifier_lite.config import VerifierConfig
 from verifier_lite.engine import ChannelFactory, Engine, EngineSettings
 from verifier_lite.errors import ConfigError
 from verifier_lite.metrics_http import attach_metrics
+from verifier_lite.push.listener import serve_push_listener
+from verifier_lite.push.monitor import run_monitor
+from verifier_lite.push.routes import EXTENSION as PUSH_EXTENSION
 from verifier_lite.records import AgentRecord
 from verifier_lite.revocation import Notifier
 from verifier_lite.service import Verifier
+from verifier_lite.status_page import serve_status_page
 from verifier_lite.store import SqliteVerifierStore, VerifierStore
 from verifier_lite.store_health import MonitoredStore
 from verifier_lite.store_lock import lock_database
 from verifier_lite.tls import ensure_tls_dir
+
+if TYPE_CHECKING:  # psycopg is optional: lease_loop.py is imported only for PostgreSQL
+    from verifier_lite.lease_loop import Fleet
 
 log = logging.getLogger("limelet.verifier")
 
@@ -51,6 +59,8 @@ POSTGRES_URL_START = "postgres"  # postgresql://, postgres://, postgresql+psycop
 class BoundPort:
     ip: str
     port: int
+    status_url: Optional[str] = None  # the status page's, when status_page_address is set
+    push_port: Optional[int] = None  # the push agents' listener, when push_port >= 0
 
 
 def http_channels(config: VerifierConfig) -> ChannelFactory:
@@ -102,6 +112,8 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
         retry_interval=config.retry_interval,
         exponential_backoff=config.exponential_backoff,
         max_retries=config.max_retries,
+        measured_boot_policy_name=config.measured_boot_policy_name,
+        severity=config.severity,
         counter_flush_seconds=config.counter_flush_seconds,
         max_in_flight=config.max_in_flight,
     )
@@ -138,29 +150,60 @@ async def serve_verifier(
     hc = hypercorn_config(config, log)
     hc.create_ssl_context()  # fail now, naming the file, rather than at the first client
     store = await open_store(config)
+    fleet: Optional[Fleet] = None
     try:
+        if config.shares_fleet:  # several verifiers on PostgreSQL: lease_loop.py
+            from verifier_lite.lease_loop import open_fleet
+
+            fleet = await open_fleet(config, store)
         factory = channels or http_channels(config)
         sink = HttpRevocationSink(factory, config.webhook_url, config.request_timeout)
         notifier = Notifier(config.revocation_notifiers, sink)
-        engine = Engine(store, engine_settings(config), factory, notifier, verifier_id=config.uuid)
+        engine = Engine(
+            store,
+            engine_settings(config),
+            factory if fleet is None else fleet.loop.guarded(factory),
+            notifier,
+            verifier_id=config.uuid,
+            poll_store=None if fleet is None else fleet.poll_store,
+        )
+        if fleet is not None:
+            fleet.loop.attach(engine)
         sock = bind(config.ip, config.port)
         try:
             bound = BoundPort(config.ip, sock.getsockname()[1])
-            app = create_app(Verifier(store, engine, config), max_body_bytes=config.max_body_bytes)
+            verifier = Verifier(store, engine, config)
+            app = create_app(verifier, max_body_bytes=config.max_body_bytes)
             attach_metrics(app, store, engine, config.uuid)
+            push_state = app.extensions[PUSH_EXTENSION]
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
+                # In this nursery, not the app's: Hypercorn 0.17 (Debian 13) logs a cancelled
+                # lifespan task as a traceback on every stop.
+                nursery.start_soon(run_monitor, verifier, push_state.clock)
+                if config.push_port >= 0:  # push agents' own listener (push/listener.py)
+                    push_port = await nursery.start(
+                        serve_push_listener, config, push_state, shutdown
+                    )
+                    bound = dataclasses.replace(bound, push_port=push_port)
+                if fleet is not None:
+                    await nursery.start(fleet.loop.serve)
                 await nursery.start(
                     _serve_then_stop,
                     nursery,
                     partial(serve_app, app, hc, tls=(sock,), shutdown=shutdown),
                 )
+                if config.status_page_address:
+                    status = await nursery.start(serve_status_page, verifier, shutdown)
+                    bound = BoundPort(bound.ip, bound.port, status)
                 log.info("verifier %s on mTLS %s:%d", config.uuid, bound.ip, bound.port)
                 task_status.started(bound)
         finally:
             sock.close()
     finally:
         with trio.CancelScope(shield=True):
+            if fleet is not None:
+                await fleet.aclose()
             await store.aclose()
 
 

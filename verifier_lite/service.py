@@ -10,7 +10,6 @@ wait for (Keylime answers 202 and finishes later).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Optional
@@ -48,7 +47,10 @@ class Verifier:
 
     async def _agent(self, agent_id: str) -> AgentRecord:
         agent = await self.store.get_agent(agent_id)
-        if agent is None or agent.verifier_id != self.config.uuid:
+        # In a shared fleet every verifier answers for every agent (verifier_id: its poller).
+        if agent is None or (
+            agent.verifier_id != self.config.uuid and not self.config.shares_fleet
+        ):
             raise AgentNotFoundError(agent_id)
         return agent
 
@@ -76,12 +78,17 @@ class Verifier:
         return {a.agent_id: await self._view(a) for a in await self.store.list_agents(verifier_id)}
 
     async def add(self, agent_id: str, req: AddAgentRequest) -> None:
-        if self.config.enable_agent_mtls and req.mtls_cert in (None, "", MTLS_DISABLED):
+        push = req.ip == "" and req.port == 0  # push/enrol.py: no address, never polled
+        needs_cert = self.config.enable_agent_mtls and not push
+        if needs_cert and req.mtls_cert in (None, "", MTLS_DISABLED):
             # Keylime's text for the same refusal (enable_agent_mtls = True).
             raise RequestError("mtls_cert", "mTLS certificate for agent is required!")
         runtime = await self._runtime_policy_for(agent_id, req)
         mb = await self._mb_policy_for(agent_id, req)
         await self.store.add_agent(self._record(agent_id, req, runtime.name, mb.name), runtime, mb)
+        if push:
+            log.info("agent %s added in push mode", agent_id)
+            return
         log.info("agent %s added; polling %s:%d", agent_id, req.ip, req.port)
         self.engine.start(agent_id)
 
@@ -163,7 +170,8 @@ class Verifier:
         agent = await self._agent(agent_id)
         self.engine.stop(agent_id)  # a running task must not write after our START
         await self.engine.states.apply(agent, Event.REACTIVATE)
-        self.engine.start(agent_id)
+        if not (agent.ip == "" and agent.port == 0):  # push agents are never polled
+            self.engine.start(agent_id)
 
     # Runtime policies (``/allowlists``) and measured-boot policies (``/mbpolicies``).
 
@@ -210,8 +218,8 @@ class Verifier:
         record = await self.store.get_mb_policy(name)
         if record is None:
             raise PolicyNotFoundError("Measured boot policy", name)
-        policy = json.loads(record.mb_policy) if record.mb_policy else None
-        return {"name": record.name, "mb_policy": policy}
+        # The stored JSON text, as Keylime's MbpolicyHandler.get returns its column.
+        return {"name": record.name, "mb_policy": record.mb_policy}
 
     async def delete_mb_policy(self, name: str) -> None:
         await self.mb_policy(name)

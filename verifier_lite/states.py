@@ -36,6 +36,9 @@ class Event(enum.Enum):
     CONTACT_FAILED = "contact_failed"  # timeout, refused, 5xx: retry after retry_interval
     RETRIES_EXHAUSTED = "retries_exhausted"  # max_retries contact failures in a row
     QUOTE_INVALID = "quote_invalid"  # the evidence does not hold
+    # The evidence does not hold, but every event is recoverable and below the highest
+    # severity label: Keylime records it and keeps polling (verifier_lite/failures.py).
+    QUOTE_INVALID_RECOVERABLE = "quote_invalid_recoverable"
     TASK_CRASHED = "task_crashed"  # the polling task raised (CVE-2022-3500 containment)
     STOP = "stop"  # PUT /agents/{id}/stop
     DELETE = "delete"  # DELETE while a poll is in flight
@@ -98,7 +101,21 @@ def _rows() -> dict[tuple[State, Event], State]:
             table[(state, Event.STOP)] = State.TENANT_FAILED
     for state in POLLING | STOPPED:
         table[(state, Event.REACTIVATE)] = State.START
+    _recoverable_rows(table)
     return table
+
+
+def _recoverable_rows(table: dict[tuple[State, Event], State]) -> None:
+    """Keylime polls on after a recoverable failure below the highest severity label
+    (keylime/cloud_verifier_tornado.py ``process_agent``): the agent reads INVALID_QUOTE
+    until a quote verifies, and that poll may fail, retry or crash like any other."""
+    for state in POLLING | {State.INVALID_QUOTE}:
+        table[(state, Event.QUOTE_INVALID_RECOVERABLE)] = State.INVALID_QUOTE
+    table[(State.INVALID_QUOTE, Event.QUOTE_OK)] = State.GET_QUOTE
+    table[(State.INVALID_QUOTE, Event.QUOTE_OK_V_DUE)] = State.PROVIDE_V
+    table[(State.INVALID_QUOTE, Event.CONTACT_FAILED)] = State.GET_QUOTE_RETRY
+    table[(State.INVALID_QUOTE, Event.QUOTE_INVALID)] = State.INVALID_QUOTE
+    table[(State.INVALID_QUOTE, Event.TASK_CRASHED)] = State.FAILED
 
 
 TRANSITIONS: dict[tuple[State, Event], State] = _rows()

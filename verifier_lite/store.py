@@ -10,6 +10,10 @@ Schema::
     verifier_agents(agent_id PRIMARY KEY, <every AgentRecord field>)
     runtime_policies(name PRIMARY KEY, runtime_policy, tpm_policy, has_policy)
     mb_policies(name PRIMARY KEY, mb_policy)
+    agent_timeline(seq PRIMARY KEY, agent_id, at, from_state, to_state, event, event_id,
+                   context)   the newest TIMELINE_EVENTS_PER_AGENT per agent (timeline.py)
+    push_documents(kind, key, agent_id, doc; PRIMARY KEY (kind, key))   push mode's
+        attestation histories and active sessions as JSON (verifier_lite/push/persist.py)
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 from service_kit.sqlite import SqliteWorker, immediate
 from verifier_lite.errors import ConflictError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
+from verifier_lite.timeline import TimelineEvent
 
 T = TypeVar("T")
 
@@ -31,13 +36,35 @@ _COLUMNS = tuple(f.name for f in fields(AgentRecord))
 _LIST_COLUMNS = frozenset(
     {"accept_tpm_hash_algs", "accept_tpm_encryption_algs", "accept_tpm_signing_algs"}
 )
+# Push mode (verifier_lite/push/persist.py): one JSON document per (kind, key).
+PUSH_DOCUMENTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS push_documents (kind TEXT NOT NULL, key TEXT NOT NULL, "
+    "agent_id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key))"
+)
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS verifier_agents (agent_id TEXT PRIMARY KEY NOT NULL, "
     f"{', '.join(c for c in _COLUMNS if c != 'agent_id')})",
     "CREATE TABLE IF NOT EXISTS runtime_policies (name TEXT PRIMARY KEY NOT NULL, "
     "runtime_policy TEXT NOT NULL, tpm_policy TEXT, has_policy INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS mb_policies (name TEXT PRIMARY KEY NOT NULL, mb_policy TEXT)",
+    # The status page's timeline (timeline.py); added later, so existing files gain it here.
+    "CREATE TABLE IF NOT EXISTS agent_timeline (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "agent_id TEXT NOT NULL, at REAL NOT NULL, from_state INTEGER NOT NULL, "
+    "to_state INTEGER NOT NULL, event TEXT NOT NULL, event_id TEXT, context TEXT)",
+    "CREATE INDEX IF NOT EXISTS agent_timeline_agent ON agent_timeline (agent_id, seq)",
+    PUSH_DOCUMENTS_SCHEMA,
 )
+# Shared with store_postgres.py: the timeline's columns, and its trim to the newest ``keep``.
+TIMELINE_COLUMNS = "agent_id, at, from_state, to_state, event, event_id, context"
+_TIMELINE_TRIM = (
+    "DELETE FROM agent_timeline WHERE agent_id = {p} AND seq NOT IN (SELECT seq FROM "
+    "agent_timeline WHERE agent_id = {p} ORDER BY seq DESC LIMIT {p})"
+)
+_TIMELINE_SELECT = (
+    f"SELECT {TIMELINE_COLUMNS} FROM agent_timeline WHERE agent_id = {{p}} "  # noqa: S608
+    "ORDER BY seq DESC LIMIT {p}"
+)
+
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
 _INSERT = (
     f"INSERT INTO verifier_agents ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant
@@ -87,7 +114,39 @@ class VerifierStore(Protocol):
         """Agent ids whose ``runtime_policy_name`` (kind "runtime") or ``mb_policy_name``."""
         ...
 
+    async def add_timeline_event(self, event: TimelineEvent, *, keep: int) -> None:
+        """Append to the agent's timeline and drop its oldest events beyond ``keep``."""
+        ...
+
+    async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
+        """The agent's newest ``limit`` events, newest first."""
+        ...
+
     async def aclose(self) -> None: ...
+
+    # Push mode's documents (verifier_lite/push/persist.py).
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        """Insert or replace the document ``(kind, key)``."""
+        ...
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]: ...
+
+    async def delete_push_documents(self, kind: str, key: str) -> None: ...
+
+
+def timeline_row(event: TimelineEvent) -> tuple[Any, ...]:
+    return astuple(event)
+
+
+def timeline_sql(placeholder: str) -> tuple[str, str, str]:
+    """The timeline's insert, trim and select statements with a driver's placeholder."""
+    marks = ", ".join(placeholder for _ in range(7))
+    insert = f"INSERT INTO agent_timeline ({TIMELINE_COLUMNS}) VALUES ({marks})"  # noqa: S608
+    return insert, _TIMELINE_TRIM.format(p=placeholder), _TIMELINE_SELECT.format(p=placeholder)
+
+
+_TIMELINE_INSERT, _TIMELINE_DELETE_OLD, _TIMELINE_LIST = timeline_sql("?")
 
 
 @runtime_checkable
@@ -180,8 +239,13 @@ class SqliteVerifierStore:
         return await self._run(write)
 
     async def delete_agent(self, agent_id: str) -> bool:
-        sql = "DELETE FROM verifier_agents WHERE agent_id = ?"
-        return await self._run(lambda c: c.execute(sql, (agent_id,)).rowcount > 0)
+        def delete(conn: sqlite3.Connection) -> bool:
+            with immediate(conn):
+                conn.execute("DELETE FROM agent_timeline WHERE agent_id = ?", (agent_id,))
+                sql = "DELETE FROM verifier_agents WHERE agent_id = ?"
+                return conn.execute(sql, (agent_id,)).rowcount > 0
+
+        return await self._run(delete)
 
     async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
         row = (policy.runtime_policy, policy.tpm_policy, int(policy.has_policy), policy.name)
@@ -249,8 +313,40 @@ class SqliteVerifierStore:
         sql = f"SELECT agent_id FROM verifier_agents WHERE {column} = ?"  # noqa: S608 - fixed
         return await self._run(lambda c: [str(r[0]) for r in c.execute(sql, (name,))])
 
+    async def add_timeline_event(self, event: TimelineEvent, *, keep: int) -> None:
+        def add(conn: sqlite3.Connection) -> None:
+            with immediate(conn):
+                conn.execute(_TIMELINE_INSERT, timeline_row(event))
+                conn.execute(_TIMELINE_DELETE_OLD, (event.agent_id, event.agent_id, keep))
+
+        await self._run(add)
+
+    async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
+        def query(conn: sqlite3.Connection) -> list[TimelineEvent]:
+            rows = conn.execute(_TIMELINE_LIST, (agent_id, limit))
+            return [TimelineEvent(*r) for r in rows]
+
+        return await self._run(query)
+
     async def aclose(self) -> None:
         await self._db.aclose()
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        sql = "INSERT OR REPLACE INTO push_documents VALUES (?, ?, ?, ?)"
+        await self._run(lambda c: c.execute(sql, (kind, key, agent_id, doc)))
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        sql = "SELECT doc FROM push_documents WHERE kind = ? AND key = ?"
+
+        def query(conn: sqlite3.Connection) -> Optional[str]:
+            row = conn.execute(sql, (kind, key)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(query)
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        sql = "DELETE FROM push_documents WHERE kind = ? AND key = ?"
+        await self._run(lambda c: c.execute(sql, (kind, key)))
 
 
 def _add_agent(

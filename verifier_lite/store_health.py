@@ -21,6 +21,7 @@ from verifier_lite.metrics import VerifierMetrics
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
 from verifier_lite.store import BatchWriter, VerifierStore
 from verifier_lite.store_lock import DatabaseLock
+from verifier_lite.timeline import TimelineEvent
 
 log = logging.getLogger("limelet.verifier")
 
@@ -177,6 +178,21 @@ class MonitoredStore:
 
     async def policy_users(self, kind: str, name: str) -> list[str]:
         return await self._call(lambda: self.inner.policy_users(kind, name))
+
+    async def add_timeline_event(self, event: TimelineEvent, *, keep: int) -> None:
+        await self._call(lambda: self.inner.add_timeline_event(event, keep=keep), write=True)
+
+    async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
+        return await self._call(lambda: self.inner.timeline(agent_id, limit))
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        await self._call(lambda: self.inner.put_push_document(kind, key, agent_id, doc), write=True)
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        return await self._call(lambda: self.inner.get_push_document(kind, key))
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        await self._call(lambda: self.inner.delete_push_documents(kind, key), write=True)
 
     async def aclose(self) -> None:
         try:

@@ -6,11 +6,11 @@ Keylime's verifier scales out the same way: each process has its own ``uuid`` (t
 ``database_url``.  We accept ``postgresql://`` and ``postgres://`` with or without a
 ``+driver`` part (``postgresql+psycopg2://``); the driver is always psycopg 3.
 
-Like the SQLite store: one synchronous connection used from a worker thread behind a
-one-slot CapacityLimiter, autocommit except where a check and a write must be one step.
+Like the SQLite store: one connection on service_kit/postgres.py's worker, autocommit except
+where a check and a write must be one step.
 Adding an agent is one transaction; a taken id is caught by the primary key (so two verifiers
 racing for one id cannot both win) and rolls the new policies back.  A connection the server
-drops is reopened and the call retried once.
+drops is reopened and the call retried once (service_kit/postgres.py).
 
 Schema (created on first start, idempotently, under an advisory lock so two verifiers
 starting together do not race in ``CREATE TABLE``): the SQLite store's tables and columns,
@@ -25,29 +25,28 @@ from dataclasses import fields
 from typing import Any, Optional, TypeVar
 
 import psycopg
-import trio
 from psycopg import errors
 
+from service_kit.postgres import POSTGRES_URL_FORMS, PostgresWorker, postgres_conninfo
 from verifier_lite.errors import ConfigError, ConflictError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
-from verifier_lite.store import _COLUMNS, _LIST_COLUMNS, _from_row, _to_row
+from verifier_lite.store import (
+    _COLUMNS,
+    _LIST_COLUMNS,
+    PUSH_DOCUMENTS_SCHEMA,
+    _from_row,
+    _to_row,
+    timeline_row,
+    timeline_sql,
+)
+from verifier_lite.timeline import TimelineEvent
 
 T = TypeVar("T")
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-POSTGRES_URL_FORMS = "PostgreSQL URLs look like postgresql[+driver]://user@host:port/db"
-CONNECT_TIMEOUT_SECONDS = 10
-# Any fixed key: pg_advisory_xact_lock serialises schema creation across verifiers.
-SCHEMA_LOCK_KEY = 0x11E1E7
 _CONFLICT = "Agent of uuid {} already exists. Please use delete or update."
-
-
-def postgres_conninfo(database_url: str) -> Optional[str]:
-    """The libpq URL for a PostgreSQL ``database_url`` (driver part dropped); None otherwise."""
-    scheme, sep, rest = database_url.partition("://")
-    if not sep or scheme.split("+", 1)[0] not in POSTGRES_SCHEMES:
-        return None
-    return f"postgresql://{rest}"
+__all__ = [
+    "AGENT_SCHEMA", "PostgresVerifierStore", "postgres_conninfo", "update_agent_fenced",
+]  # fmt: skip
 
 
 def _column_type(name: str, annotation: object) -> str:
@@ -67,7 +66,16 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runtime_policies (name TEXT PRIMARY KEY, "
     "runtime_policy TEXT NOT NULL, tpm_policy TEXT, has_policy BOOLEAN NOT NULL)",
     "CREATE TABLE IF NOT EXISTS mb_policies (name TEXT PRIMARY KEY, mb_policy TEXT)",
+    # The status page's timeline (timeline.py), as in the SQLite store.
+    "CREATE TABLE IF NOT EXISTS agent_timeline (seq BIGINT GENERATED ALWAYS AS IDENTITY "
+    "PRIMARY KEY, agent_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, "
+    "from_state BIGINT NOT NULL, to_state BIGINT NOT NULL, event TEXT NOT NULL, "
+    "event_id TEXT, context TEXT)",
+    "CREATE INDEX IF NOT EXISTS agent_timeline_agent ON agent_timeline (agent_id, seq)",
+    PUSH_DOCUMENTS_SCHEMA,  # push mode (verifier_lite/push/persist.py); the same DDL
 )
+_TIMELINE_INSERT, _TIMELINE_DELETE_OLD, _TIMELINE_LIST = timeline_sql("%s")
+AGENT_SCHEMA = _SCHEMA  # lease_store.py's tables refer to these
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM verifier_agents"  # noqa: S608 - constant
 _INSERT = (
     f"INSERT INTO verifier_agents ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant
@@ -81,54 +89,21 @@ _INSERT_MB = "INSERT INTO mb_policies (name, mb_policy) VALUES (%s, %s) ON CONFL
 _USER_COLUMNS = {"runtime": "runtime_policy_name", "mb": "mb_policy_name"}
 
 
-def _connect(conninfo: str) -> psycopg.Connection[tuple[Any, ...]]:
-    conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-    try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            for statement in _SCHEMA:
-                conn.execute(statement)  # built from constants
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 class PostgresVerifierStore:
     """``VerifierStore`` on one psycopg connection used from one worker thread at a time."""
 
-    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], conninfo: str) -> None:
-        self._conn = conn
-        self._conninfo = conninfo
-        self._limiter = trio.CapacityLimiter(1)
+    def __init__(self, db: PostgresWorker) -> None:
+        self._db = db
 
     @classmethod
     async def open(cls, database_url: str) -> PostgresVerifierStore:
         conninfo = postgres_conninfo(database_url)
         if conninfo is None:
             raise ConfigError("database_url", POSTGRES_URL_FORMS)
-        return cls(await trio.to_thread.run_sync(_connect, conninfo), conninfo)
+        return cls(await PostgresWorker.open(conninfo, _SCHEMA))
 
     async def _run(self, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
-        return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
-
-    def _call(self, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
-        if self._conn.broken:
-            self._reconnect()
-        try:
-            return fn(self._conn)
-        except psycopg.OperationalError:
-            if not self._conn.broken:
-                raise
-        # The server restarted or ended our session: retry once on a fresh connection, so a
-        # database restart does not fail every agent's polling task (engine.py marks a task
-        # that raises FAILED).  At worst an add whose COMMIT reply was lost answers Conflict.
-        self._reconnect()
-        return fn(self._conn)
-
-    def _reconnect(self) -> None:
-        self._conn.close()
-        self._conn = _connect(self._conninfo)
+        return await self._db.run(fn)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> Callable[..., list[Any]]:
         return lambda c: c.execute(sql, params).fetchall()
@@ -168,8 +143,13 @@ class PostgresVerifierStore:
         return await self._run(self._changed(sql, (*values, agent_id)))
 
     async def delete_agent(self, agent_id: str) -> bool:
-        sql = "DELETE FROM verifier_agents WHERE agent_id = %s"
-        return await self._run(self._changed(sql, (agent_id,)))
+        def delete(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+            with conn.transaction():
+                conn.execute("DELETE FROM agent_timeline WHERE agent_id = %s", (agent_id,))
+                sql = "DELETE FROM verifier_agents WHERE agent_id = %s"
+                return conn.execute(sql, (agent_id,)).rowcount > 0
+
+        return await self._run(delete)
 
     async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
         if replace:
@@ -221,8 +201,36 @@ class PostgresVerifierStore:
         sql = f"SELECT agent_id FROM verifier_agents WHERE {column} = %s ORDER BY agent_id"  # noqa: S608
         return [str(r[0]) for r in await self._run(self._rows(sql, (name,)))]
 
+    async def add_timeline_event(self, event: TimelineEvent, *, keep: int) -> None:
+        def add(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            with conn.transaction():
+                conn.execute(_TIMELINE_INSERT, timeline_row(event))
+                conn.execute(_TIMELINE_DELETE_OLD, (event.agent_id, event.agent_id, keep))
+
+        await self._run(add)
+
+    async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
+        rows = await self._run(self._rows(_TIMELINE_LIST, (agent_id, limit)))
+        return [TimelineEvent(*r) for r in rows]
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        sql = (
+            "INSERT INTO push_documents (kind, key, agent_id, doc) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (kind, key) DO UPDATE SET agent_id = EXCLUDED.agent_id, doc = EXCLUDED.doc"
+        )
+        await self._run(self._changed(sql, (kind, key, agent_id, doc)))
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        sql = "SELECT doc FROM push_documents WHERE kind = %s AND key = %s"
+        rows = await self._run(self._rows(sql, (kind, key)))
+        return str(rows[0][0]) if rows else None
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        sql = "DELETE FROM push_documents WHERE kind = %s AND key = %s"
+        await self._run(self._changed(sql, (kind, key)))
+
     async def aclose(self) -> None:
-        await trio.to_thread.run_sync(self._conn.close, limiter=self._limiter)
+        await self._db.aclose()
 
 
 def _runtime_row(policy: RuntimePolicyRecord) -> tuple[Any, ...]:
@@ -247,3 +255,34 @@ def _add_agent(
             conn.execute(_INSERT, _to_row(agent))
     except errors.UniqueViolation as exc:
         raise ConflictError(_CONFLICT.format(agent.agent_id)) from exc
+
+
+# --- fenced writes for leased polling (verifier_lite/lease_store.py) -----------------------
+
+# The polling task's write lands only while this verifier holds the agent's unexpired lease
+# and the row still says the agent is being polled (a stop or delete through any verifier of
+# the fleet ends the task at its next write).  FOR SHARE makes a competing take wait for the
+# write, so a write and a take-over are ordered.  The agent_leases table is lease_store.py's.
+_FENCE = (
+    " WHERE agent_id = %s AND operational_state = ANY(%s) AND EXISTS (SELECT 1 FROM agent_leases"
+    " WHERE agent_id = %s AND holder = %s AND expires_at > clock_timestamp() FOR SHARE)"
+)
+
+
+async def update_agent_fenced(
+    store: PostgresVerifierStore,
+    agent_id: str,
+    holder: str,
+    polling_states: list[int],
+    changes: dict[str, Any],
+) -> bool:
+    """``update_agent`` that only writes under ``holder``'s lease; False when refused."""
+    unknown = set(changes) - set(_COLUMNS) | ({"agent_id"} & set(changes))
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    names = sorted(changes)
+    values = [json.dumps(list(changes[n])) if n in _LIST_COLUMNS else changes[n] for n in names]
+    assignments = ", ".join(f"{n} = %s" for n in names)  # names checked against _COLUMNS
+    sql = f"UPDATE verifier_agents SET {assignments}{_FENCE}"  # noqa: S608 - constants
+    params = (*values, agent_id, polling_states, agent_id, holder)
+    return await store._run(store._changed(sql, params))

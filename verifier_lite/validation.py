@@ -23,7 +23,9 @@ from attest_protocol.tpm2.public import check_attestation_key, parse_tpm2b_publi
 from service_kit import request_checks
 from service_kit.request_checks import AGENT_ID_RE
 from verifier_lite.errors import RequestError
+from verifier_lite.ima_keys import check_agent_keys
 from verifier_lite.measured_boot import load_mb_policy
+from verifier_lite.signed_policy import PolicySignatures, unwrap
 from verifier_lite.tpm_policy import parse_tpm_policy
 
 # Policy names follow the agent id's rule (service_kit/request_checks.py AGENT_ID_RE).
@@ -160,8 +162,14 @@ def _ak(body: Mapping[str, Any]) -> str:
     return value
 
 
-def runtime_policy_text(body: Mapping[str, Any]) -> str:
-    """The base64 ``runtime_policy`` decoded and loaded (so a bad policy is a 400 now)."""
+def runtime_policy_text(
+    body: Mapping[str, Any], signatures: Optional[PolicySignatures] = None
+) -> str:
+    """The base64 ``runtime_policy`` decoded and loaded (so a bad policy is a 400 now).
+
+    A DSSE envelope's signature is judged by ``signatures`` (verifier_lite/signed_policy.py)
+    before its payload is loaded, in Keylime's order (keylime/ima/ima.py
+    ``verify_runtime_policy``)."""
     text = _b64(_opt_str(body, "runtime_policy"), "runtime_policy")
     if not text:
         return ""
@@ -169,8 +177,10 @@ def runtime_policy_text(body: Mapping[str, Any]) -> str:
         loads_bounded(text)
     except ValueError as exc:
         raise RequestError("runtime_policy", f"must be JSON: {exc}") from None
+    if signatures is not None:
+        signatures.check(text, _opt_str(body, "runtime_policy_key"))
     try:
-        load_runtime_policy(text)
+        load_runtime_policy(unwrap(text))
         return text.decode("utf-8")
     except (AttestProtocolError, UnicodeDecodeError) as exc:
         raise RequestError("runtime_policy", str(exc)[:200]) from None
@@ -210,11 +220,16 @@ def _opt_name(body: Mapping[str, Any], field: str) -> Optional[str]:
     return value
 
 
-def add_agent_request(body: Mapping[str, Any]) -> AddAgentRequest:
+def add_agent_request(
+    body: Mapping[str, Any], signatures: Optional[PolicySignatures] = None
+) -> AddAgentRequest:
     v = _opt_str(body, "v")
     if v is not None and len(_b64(v, "v")) == 0:
         v = None
     mtls_cert = _opt_str(body, "mtls_cert")
+    runtime_policy = runtime_policy_text(body, signatures)
+    if signatures is not None and not runtime_policy and not body.get("runtime_policy_name"):
+        signatures.check_default_policy()
     return AddAgentRequest(
         v=v,
         ip=_ip(body, "cloudagent_ip"),
@@ -222,11 +237,13 @@ def add_agent_request(body: Mapping[str, Any]) -> AddAgentRequest:
         verifier_ip=_opt_str(body, "verifier_ip"),
         verifier_port=_port(body, "verifier_port") if body.get("verifier_port") else None,
         tpm_policy=_tpm_policy(body),
-        runtime_policy=runtime_policy_text(body),
+        runtime_policy=runtime_policy,
         runtime_policy_name=_opt_name(body, "runtime_policy_name"),
         mb_policy=mb_policy_text(body),
         mb_policy_name=_opt_name(body, "mb_policy_name"),
-        ima_sign_verification_keys=_opt_str(body, "ima_sign_verification_keys") or "",
+        ima_sign_verification_keys=check_agent_keys(
+            _opt_str(body, "ima_sign_verification_keys") or ""
+        ),
         metadata=_json_text(body, "metadata", "{}"),
         revocation_key=_opt_str(body, "revocation_key") or "",
         accept_tpm_hash_algs=_str_list(body, "accept_tpm_hash_algs"),

@@ -73,6 +73,8 @@ DEFAULT_PAYLOAD_KEY_FILE = "payload-private.pem"
 DEFAULT_AGENT_DATA_FILE = "agent_data.json"  # base.rs DEFAULT_AGENT_DATA_PATH
 # The verifier's CA, as Keylime lays out keylime_dir (base.rs DEFAULT_TRUSTED_CLIENT_CA).
 DEFAULT_TRUSTED_CLIENT_CA_FILE = "cv_ca/cacert.crt"
+# The push agent's verifier CA (push_model.rs default: $KEYLIME_DIR/cv_ca/cacert.crt).
+DEFAULT_VERIFIER_TLS_CA_FILE = "cv_ca/cacert.crt"
 
 # -- measurement logs (resolved against ROOT_DIR, not keylime_dir: base.rs) -----------------
 ROOT_DIR = "/"

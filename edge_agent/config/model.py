@@ -97,18 +97,15 @@ class AgentConfig:
     agent_data_path: str = d.DEFAULT_KEYWORD
     ima_ml_path: str = d.DEFAULT_KEYWORD
     measuredboot_ml_path: str = d.DEFAULT_KEYWORD
-    attestation_interval_seconds: int = field(
-        default=d.DEFAULT_ATTESTATION_INTERVAL_SECONDS, metadata=_NOT_YET
-    )
-    verifier_url: str = field(default=d.DEFAULT_VERIFIER_URL, metadata=_NOT_YET)
-    verifier_tls_ca_cert: str = field(default=d.DEFAULT_KEYWORD, metadata=_NOT_YET)
+    # Push model (API 3.0; rust-keylime keylime/src/config/push_model.rs).  ``push_model`` is
+    # limelet's own switch: rust-keylime ships the push agent as a separate program.
+    push_model: bool = False
+    attestation_interval_seconds: int = d.DEFAULT_ATTESTATION_INTERVAL_SECONDS
+    verifier_url: str = d.DEFAULT_VERIFIER_URL
+    verifier_tls_ca_cert: str = d.DEFAULT_KEYWORD
     registrar_api_versions: str = field(default=d.DEFAULT_API_VERSIONS, metadata=_NOT_YET)
-    certification_keys_server_identifier: str = field(
-        default=d.DEFAULT_CERTIFICATION_KEYS_SERVER_IDENTIFIER, metadata=_NOT_YET
-    )
-    uefi_logs_evidence_version: str = field(
-        default=d.DEFAULT_UEFI_LOGS_EVIDENCE_VERSION, metadata=_NOT_YET
-    )
+    certification_keys_server_identifier: str = d.DEFAULT_CERTIFICATION_KEYS_SERVER_IDENTIFIER
+    uefi_logs_evidence_version: str = d.DEFAULT_UEFI_LOGS_EVIDENCE_VERSION
     exponential_backoff_initial_delay: int = d.DEFAULT_EXPONENTIAL_BACKOFF_INITIAL_DELAY_MS
     exponential_backoff_max_retries: int = d.DEFAULT_EXPONENTIAL_BACKOFF_MAX_RETRIES
     exponential_backoff_max_delay: int = d.DEFAULT_EXPONENTIAL_BACKOFF_MAX_DELAY_MS
@@ -145,6 +142,11 @@ class AgentConfig:
         """The CA files client certificates must chain to; the option is a list (base.rs)."""
         items = split_list(self.trusted_client_ca) or [d.DEFAULT_KEYWORD]
         return tuple(self._in_data_dir(item, d.DEFAULT_TRUSTED_CLIENT_CA_FILE) for item in items)
+
+    @property
+    def verifier_tls_ca_path(self) -> Path:
+        """The CA the verifier's server certificate must chain to (push model)."""
+        return self._in_data_dir(self.verifier_tls_ca_cert, d.DEFAULT_VERIFIER_TLS_CA_FILE)
 
     @property
     def ima_ml_file(self) -> Path:

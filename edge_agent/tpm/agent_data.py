@@ -72,7 +72,7 @@ def load(path: Path, *, want: StoredAk, ek_public: bytes, legacy: Optional[Path]
     """
     if not path.exists() and legacy is not None and legacy.exists():
         return _carry_over(path, legacy, want, ek_public)
-    stored = _decode(_read(path), path)
+    stored = _decode(ak_store.read_bounded(path, AGENT_DATA_MAX_BYTES), path)
     _check(stored, want)
     return stored
 
@@ -85,19 +85,6 @@ def _carry_over(path: Path, legacy: Path, want: StoredAk, ek_public: bytes) -> S
     legacy.unlink()
     log.info("carried the AK over from %s to %s", legacy, path)
     return stored
-
-
-def _read(path: Path) -> bytes:
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(AGENT_DATA_MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise AkMismatch(f"{path} does not exist") from None
-    except OSError as exc:
-        raise AkMismatch(f"cannot read {path}: {exc.strerror}") from exc
-    if len(raw) > AGENT_DATA_MAX_BYTES:
-        raise AkMismatch(f"{path} is larger than {AGENT_DATA_MAX_BYTES} bytes")
-    return raw
 
 
 def _check(stored: StoredAk, want: StoredAk) -> None:

@@ -22,7 +22,15 @@ from pathlib import Path
 from edge_agent.keys.files import write_private_file
 from edge_agent.tpm.errors import AkMismatch
 
-__all__ = ["AK_FILE_MODE", "AK_FILE_VERSION", "StoredAk", "ek_fingerprint", "load", "save"]
+__all__ = [
+    "AK_FILE_MODE",
+    "AK_FILE_VERSION",
+    "StoredAk",
+    "ek_fingerprint",
+    "load",
+    "read_bounded",
+    "save",
+]
 
 AK_FILE_VERSION = 1
 AK_FILE_MODE = 0o600
@@ -47,22 +55,27 @@ def ek_fingerprint(ek_public: bytes) -> str:
     return hashlib.sha256(ek_public).hexdigest()
 
 
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of an AK file; AkMismatch if it is missing, unreadable or over ``max_bytes``."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise AkMismatch(f"{path} does not exist") from None
+    except OSError as exc:
+        raise AkMismatch(f"cannot read {path}: {exc.strerror}") from exc
+    if len(raw) > max_bytes:
+        raise AkMismatch(f"{path} is larger than {max_bytes} bytes")
+    return raw
+
+
 def load(path: Path, *, want: StoredAk) -> StoredAk:
     """Read ``path``; raise AkMismatch unless its algorithms and EK equal ``want``'s.
 
     ``want.public``/``want.private`` are ignored.  A missing, unreadable or malformed file is
     an AkMismatch too: the caller's answer to all of these is to create a new AK.
     """
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(AK_FILE_MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise AkMismatch(f"{path} does not exist") from None
-    except OSError as exc:
-        raise AkMismatch(f"cannot read {path}: {exc.strerror}") from exc
-    if len(raw) > AK_FILE_MAX_BYTES:
-        raise AkMismatch(f"{path} is larger than {AK_FILE_MAX_BYTES} bytes")
-    stored = _decode(raw, path)
+    stored = _decode(read_bounded(path, AK_FILE_MAX_BYTES), path)
     for field in ("encryption_alg", "hash_alg", "signing_alg"):
         have, wanted = getattr(stored, field), getattr(want, field)
         if have != wanted:

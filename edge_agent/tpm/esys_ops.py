@@ -260,6 +260,21 @@ def quote(esys: Any, ak: Any, nonce: bytes, selection: PcrSelection) -> tuple[by
     return attest_bytes, bytes(signature.marshal()), bytes(parsed.attested.quote.pcrDigest)
 
 
+def certify(esys: Any, obj: Any, sign: Any, qualifying_data: bytes) -> tuple[bytes, bytes]:
+    """TPM2_Certify of ``obj`` signed by ``sign`` with its own scheme: (TPMS_ATTEST,
+    TPMT_SIGNATURE).  Both keys take a password session (their auth values are empty)."""
+    with tss("certifying an object with the AK"):
+        attest, signature = esys.certify(
+            obj,
+            sign,
+            TPM2B_DATA(qualifying_data),
+            TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+            session1=ESYS_TR.PASSWORD,
+            session2=ESYS_TR.PASSWORD,
+        )
+    return bytes(attest), bytes(signature.marshal())
+
+
 def activate_credential(
     esys: Any, ak: Any, ek: Any, id_object: bytes, encrypted_secret: bytes
 ) -> bytes:

@@ -96,6 +96,11 @@ class Tpm(Protocol):
         """TPM2_ActivateCredential of Keylime's 0xBADCC0DE blob with the AK and the EK."""
         ...
 
+    async def certify_ak(self, qualifying_data: bytes) -> tuple[bytes, bytes]:
+        """TPM2_Certify of the AK by the AK over ``qualifying_data`` (at most 64 bytes):
+        (TPMS_ATTEST, TPMT_SIGNATURE), the push model's proof of possession."""
+        ...
+
     async def aclose(self) -> None:
         """Flush transient objects and close the TPM connection."""
         ...

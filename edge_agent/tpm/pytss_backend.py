@@ -174,6 +174,9 @@ class PytssTpm:
     async def activate_credential(self, blob: bytes) -> bytes:
         return await self._run(lambda sync: sync.activate_credential(blob))
 
+    async def certify_ak(self, qualifying_data: bytes) -> tuple[bytes, bytes]:
+        return await self._run(lambda sync: sync.certify_ak(qualifying_data))
+
     async def aclose(self) -> None:
         """Flush transient keys and close the context; later calls raise ClosedResourceError."""
         if self._closed:

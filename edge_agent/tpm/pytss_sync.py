@@ -231,6 +231,16 @@ class EsysTpm:
             self._esys, ak, ek, parsed.id_object, parsed.encrypted_secret
         )
 
+    def certify_ak(self, qualifying_data: bytes) -> tuple[bytes, bytes]:
+        # The push model's proof of possession: the AK certifies itself over the verifier's
+        # challenge (rust-keylime keylime/src/tpm.rs certify_credential; Keylime verifies it
+        # in keylime/tpm/tpm_main.py verify_tpm_object).
+        if len(qualifying_data) > MAX_NONCE_BYTES:
+            size = len(qualifying_data)
+            raise ValueError(f"challenge is {size} bytes; at most {MAX_NONCE_BYTES}")
+        _info, ak = self._ensure_ak()
+        return esys_ops.certify(self._esys, ak, ak, qualifying_data)
+
     def close(self) -> None:
         """Flush the transient AK and EK (never a persistent EK) and close the context."""
         try:

@@ -200,6 +200,9 @@ class SoftTpm:
     ) -> KeylimeQuote:
         raise NotImplementedError("not needed for registration")
 
+    async def certify_ak(self, qualifying_data: bytes) -> tuple[bytes, bytes]:
+        raise NotImplementedError("not needed for registration")
+
     async def activate_credential(self, blob: bytes) -> bytes:
         self.activations += 1
         ek = parse_tpm2b_public(self.ek_public)

@@ -58,3 +58,6 @@ def test_demo_tells_the_whole_story(demo_dir: Path) -> None:
     assert peak is not None, out[-3000:]
     assert 10.0 < float(peak.group(1)) < 200.0  # a live python process, read from /proc
     assert "the verifier's verdict: " in out
+    # The status page: its address, and a screenshot after the tamper step (or why not).
+    assert "status page (read-only, loopback only): http://127.0.0.1:" in out
+    assert "a screenshot of it after the tamper step: " in out or "no screenshot of it: " in out

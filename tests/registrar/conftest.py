@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,5 +32,17 @@ def identity() -> SoftwareIdentity:
 async def registrar(nursery: trio.Nursery, tls_files: TlsFiles, tmp_path: Path) -> RunningRegistrar:
     """A registrar without an EK trust store, served in-process over real TCP/TLS."""
     config = registrar_config(tmp_path / "registrar", tls_files)
+    ports = await nursery.start(serve_registrar, config)
+    return RunningRegistrar(config, ports, tls_files)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def registrar_engines(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, tls_files: TlsFiles, tmp_path: Path
+) -> RunningRegistrar:
+    """The registrar above on SQLite, and on a real PostgreSQL server (a fresh database)."""
+    config = registrar_config(tmp_path / "registrar", tls_files)
+    if request.param == "postgres":
+        config = replace(config, database_url=request.getfixturevalue("postgres_url"))
     ports = await nursery.start(serve_registrar, config)
     return RunningRegistrar(config, ports, tls_files)

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import httpx
+import psycopg
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from psycopg.rows import dict_row
 
 from attest_protocol.tpm2.constants import EccCurve, TpmAlg, TpmaObject
 from attest_protocol.tpm2.public import AK_REQUIRED_ATTRIBUTES, SYM_NULL, Scheme, TpmPublic
@@ -76,6 +78,8 @@ class RunningRegistrar:
     def stored(self, agent_id: str, table: str = "registrar_agents") -> Optional[dict[str, Any]]:
         """The raw database row, read behind the service's back (as an auditor would)."""
         assert table in ("registrar_agents", "registrar_held")
+        if self.config.uses_postgres:
+            return _stored_postgres(self.config.database_url, table, agent_id)
         conn = sqlite3.connect(str(self.config.sqlite_path()))
         conn.row_factory = sqlite3.Row
         try:
@@ -97,6 +101,15 @@ class RunningRegistrar:
         row = self.held(agent_id) or self.stored(agent_id)
         assert row is not None
         return expected_auth_tag(row["challenge_key"], agent_id)
+
+
+def _stored_postgres(url: str, table: str, agent_id: str) -> Optional[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        row = conn.execute(
+            f"SELECT * FROM {table} WHERE agent_id = %s",  # noqa: S608 - one of two names
+            (agent_id,),
+        ).fetchone()
+    return None if row is None else dict(row)
 
 
 def b64(data: bytes) -> str:

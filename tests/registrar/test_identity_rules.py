@@ -29,6 +29,12 @@ from tests.registrar.support import (
 )
 
 
+@pytest.fixture
+def registrar(registrar_engines: RunningRegistrar) -> RunningRegistrar:
+    """These rules on both engines: SQLite and PostgreSQL (registrar_lite/store_postgres.py)."""
+    return registrar_engines
+
+
 async def _register(registrar: RunningRegistrar, agent_id: str, body: dict[str, object]) -> int:
     async with registrar.agent_client() as agent:
         return (await agent.post(f"/{API}/agents/{agent_id}", json=body)).status_code

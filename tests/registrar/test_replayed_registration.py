@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.registrar.support import API, RunningRegistrar, SoftwareIdentity
 
 AGENT = "active-one"
+
+
+@pytest.fixture
+def registrar(registrar_engines: RunningRegistrar) -> RunningRegistrar:
+    """These rules on both engines: SQLite and PostgreSQL (registrar_lite/store_postgres.py)."""
+    return registrar_engines
 
 
 async def _active(registrar: RunningRegistrar, identity: SoftwareIdentity) -> dict[str, Any]:

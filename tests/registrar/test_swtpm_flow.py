@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 import trio
 
@@ -25,7 +27,13 @@ pytestmark = pytest.mark.swtpm
 
 
 async def _start(
-    nursery: trio.Nursery, tls: TlsFiles, tmp_path: Path, swtpm: Swtpm, *, trust: bool
+    nursery: trio.Nursery,
+    tls: TlsFiles,
+    tmp_path: Path,
+    swtpm: Swtpm,
+    *,
+    trust: bool,
+    database_url: str = "sqlite",
 ) -> RunningRegistrar:
     store = None
     if trust:
@@ -34,12 +42,22 @@ async def _start(
         for cert in (swtpm.state.issuer_cert, swtpm.state.root_cert):
             shutil.copy(cert, store / cert.name)
     cfg = registrar_config(tmp_path / "registrar", tls, tpm_cert_store=store)
+    cfg = replace(cfg, database_url=database_url)
     return RunningRegistrar(cfg, await nursery.start(serve_registrar, cfg), tls)
 
 
 # (EK flavour, send ek_tpm, send ekcert).  The session's swtpm has an RSA EK certificate
 # only, so the ECC case registers without one and without a trust store.
 CASES = [("rsa", True, True), ("rsa", False, True), ("ecc", True, False)]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each flow on both engines: SQLite, and PostgreSQL (registrar_lite/store_postgres.py)."""
+    if request.param == "sqlite":
+        return "sqlite"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.mark.parametrize(
@@ -53,8 +71,11 @@ async def test_real_tpm_registers_and_activates(
     flavour: str,
     send_ek_tpm: bool,
     send_cert: bool,
+    database_url: str,
 ) -> None:
-    registrar = await _start(nursery, tls_files, tmp_path, swtpm, trust=send_cert)
+    registrar = await _start(
+        nursery, tls_files, tmp_path, swtpm, trust=send_cert, database_url=database_url
+    )
     agent_id = f"swtpm-{flavour}"
     async with opened(config(swtpm.tcti, tmp_path / "agent", flavour)) as tpm:
         ek, ak = await tpm.ek(), await tpm.ak()
@@ -80,3 +101,10 @@ async def test_real_tpm_registers_and_activates(
     assert shown["regcount"] == 1
     if send_ek_tpm:
         assert shown["ek_tpm"] == b64(ek.public)
+    if database_url != "sqlite":  # the registration is in PostgreSQL, and no file was made
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT active, regcount FROM registrar_agents WHERE agent_id = %s", (agent_id,)
+            ).fetchone()
+        assert row == (True, 1)
+        assert not (tmp_path / "registrar" / "reg_data.sqlite").exists()

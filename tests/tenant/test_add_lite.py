@@ -123,5 +123,13 @@ async def test_runtime_policy_commands(lite: LiteServices, tmp_path: Path) -> No
     assert "lite-policy" in (await tenant(config, "policy", "list")).result["names"]
     shown = (await tenant(config, "policy", "show", "lite-policy")).result
     assert json.loads(shown["runtime_policy"]) == POLICY
+    changed = dict(POLICY, digests={"/usr/bin/new": ["a" * 64]})
+    policy_file.write_text(json.dumps(changed), encoding="utf-8")
+    updated = await tenant(config, "policy", "update", "lite-policy", str(policy_file))
+    assert updated.code == EXIT_OK, updated
+    shown = (await tenant(config, "policy", "show", "lite-policy")).result
+    assert json.loads(shown["runtime_policy"]) == changed
+    missing = await tenant(config, "policy", "update", "no-such", str(policy_file))
+    assert missing.code == EXIT_NOT_FOUND
     assert (await tenant(config, "policy", "delete", "lite-policy")).code == EXIT_OK
     assert (await tenant(config, "policy", "show", "lite-policy")).code == EXIT_NOT_FOUND

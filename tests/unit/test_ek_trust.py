@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -14,10 +15,12 @@ from cryptography.x509.oid import NameOID
 from attest_protocol.ek_trust import (
     MAX_CHAIN_DEPTH,
     MAX_TRUST_FILE_BYTES,
+    TrustStoreError,
     UntrustedChainError,
     chains_to_store,
     check_chain,
     parse_cert_store,
+    read_cert_store,
     same_public_key,
     spki_der,
 )
@@ -146,6 +149,22 @@ def test_parse_cert_store_reads_pem_bundles_and_der_in_name_order() -> None:
 def test_parse_cert_store_skips_what_is_not_a_certificate(files: dict[str, bytes]) -> None:
     assert parse_cert_store({**files, "z-root.pem": _pem(ROOT)}) == (ROOT.cert,)
     assert parse_cert_store(files) == ()
+
+
+def test_read_cert_store_reads_the_directory_skipping_large_files(tmp_path: Path) -> None:
+    (tmp_path / "a-root.pem").write_bytes(_pem(ROOT))
+    (tmp_path / "b-huge.pem").write_bytes(_pem(INTER) + b"\n" * MAX_TRUST_FILE_BYTES)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.pem").write_bytes(_pem(EK))
+    assert read_cert_store(tmp_path) == (ROOT.cert,)
+
+
+def test_read_cert_store_refuses_a_missing_or_empty_directory(tmp_path: Path) -> None:
+    with pytest.raises(TrustStoreError, match="is not a directory"):
+        read_cert_store(tmp_path / "absent")
+    (tmp_path / "README").write_text("the EK CAs go here\n")
+    with pytest.raises(TrustStoreError, match="no CA certificates found"):
+        read_cert_store(tmp_path)
 
 
 def test_same_public_key() -> None:

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,29 @@ def test_configure_json_writes_json_lines(monkeypatch: pytest.MonkeyPatch) -> No
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format"):
         configure_logging("xml", "%(message)s")
+
+
+def test_the_flag_wins_over_the_config_key() -> None:
+    from registrar_lite.config import RegistrarConfig
+    from service_kit.cli import log_format
+    from verifier_lite.config import VerifierConfig
+
+    for config in (VerifierConfig(log_format="json"), RegistrarConfig(log_format="json")):
+        assert log_format(None, config) == "json"
+        assert log_format("text", config) == "text"
+    assert log_format(None, object()) == "text"
+    assert log_format(None, VerifierConfig()) == "text"
+
+
+def test_the_config_key_is_read_from_the_file(tmp_path: Path) -> None:
+    from registrar_lite.config import load_config as load_registrar
+    from registrar_lite.errors import ConfigError as RegistrarConfigError
+    from verifier_lite.config import load_config as load_verifier
+
+    conf = tmp_path / "service.toml"
+    conf.write_text('log_format = "json"\n', encoding="utf-8")
+    assert load_verifier(conf, {}).log_format == "json"
+    assert load_registrar(conf, {}).log_format == "json"
+    conf.write_text('log_format = "yaml"\n', encoding="utf-8")
+    with pytest.raises(RegistrarConfigError, match="log_format"):
+        load_registrar(conf, {})

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from verifier_lite.errors import ConflictError
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
+from verifier_lite.timeline import TimelineEvent
 
 
 class MemoryStore:
@@ -15,6 +16,8 @@ class MemoryStore:
         self.agents: dict[str, AgentRecord] = {}
         self.runtime: dict[str, RuntimePolicyRecord] = {}
         self.mb: dict[str, MbPolicyRecord] = {}
+        self.events: dict[str, list[TimelineEvent]] = {}
+        self.push_documents: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def add_agent(
         self,
@@ -47,6 +50,7 @@ class MemoryStore:
         return True
 
     async def delete_agent(self, agent_id: str) -> bool:
+        self.events.pop(agent_id, None)
         return self.agents.pop(agent_id, None) is not None
 
     async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
@@ -83,5 +87,22 @@ class MemoryStore:
         field = {"runtime": "runtime_policy_name", "mb": "mb_policy_name"}[kind]
         return [a.agent_id for a in self.agents.values() if getattr(a, field) == name]
 
+    async def add_timeline_event(self, event: TimelineEvent, *, keep: int) -> None:
+        kept = [*self.events.get(event.agent_id, []), event]
+        self.events[event.agent_id] = kept[-keep:] if keep > 0 else []
+
+    async def timeline(self, agent_id: str, limit: int) -> list[TimelineEvent]:
+        return list(reversed(self.events.get(agent_id, [])))[:limit]
+
     async def aclose(self) -> None:
         return None
+
+    async def put_push_document(self, kind: str, key: str, agent_id: str, doc: str) -> None:
+        self.push_documents[(kind, key)] = (agent_id, doc)
+
+    async def get_push_document(self, kind: str, key: str) -> Optional[str]:
+        found = self.push_documents.get((kind, key))
+        return None if found is None else found[1]
+
+    async def delete_push_documents(self, kind: str, key: str) -> None:
+        self.push_documents.pop((kind, key), None)

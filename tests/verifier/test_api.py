@@ -6,6 +6,7 @@ API is tested on its own; the polling tests use a real (fake) agent on swtpm.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -143,7 +144,7 @@ BAD_ADD_BODIES = [
     ("runtime_policy", {"runtime_policy": b64(b'{"meta": {}}')}),
     ("runtime_policy", {"runtime_policy": "***"}),
     ("mb_policy", {"mb_policy": "{nope"}),
-    ("mb_policy", {"mb_policy": '{"pcrs": {"12": []}}'}),
+    ("mb_policy", {"mb_policy": '{"pcrs": {"10": []}}'}),
     ("metadata", {"metadata": "{nope"}),
     ("runtime_policy_name", {"runtime_policy_name": "../etc"}),
     ("mtls_cert", {"mtls_cert": "disabled"}),
@@ -228,15 +229,17 @@ async def test_mb_policies(api: RunningVerifier) -> None:
         reference = {"pcrs": {"7": ["ab" * 32]}}
         created = await client.post(f"/{api_mb}/mbpolicies/m1", json={"mb_policy": reference})
         assert created.status_code == 201
-        assert (await client.get(f"/{api_mb}/mbpolicies/m1")).json()["results"] == {
-            "name": "m1",
-            "mb_policy": reference,
-        }
+        shown = (await client.get(f"/{api_mb}/mbpolicies/m1")).json()["results"]
+        assert shown["name"] == "m1" and json.loads(shown["mb_policy"]) == reference
+        # A reference state of Keylime's example policy is stored as Keylime stores it.
         keylime_refstate: dict[str, Any] = {"mb_policy": {"scrtm_and_bios": [], "kernels": []}}
-        refused = await client.post(f"/{api_mb}/mbpolicies/m2", json=keylime_refstate)
+        stored = await client.post(f"/{api_mb}/mbpolicies/m2", json=keylime_refstate)
+        assert stored.status_code == 201, stored.text
+        bad_pcrs = {"mb_policy": {"pcrs": {"10": ["ab" * 32]}}}  # PCR 10 is IMA's
+        refused = await client.post(f"/{api_mb}/mbpolicies/m3", json=bad_pcrs)
         assert refused.status_code == 400 and "'mb_policy'" in refused.json()["status"]
         assert (await client.get(f"/{api_mb}/mbpolicies/")).json()["results"] == {
-            "mbpolicy names": ["m1"]
+            "mbpolicy names": ["m1", "m2"]
         }
         agent = body(mb_policy_name="m1")
         assert (await client.post(f"/{API}/agents/a6", json=agent)).status_code == 200

@@ -60,7 +60,8 @@ def test_core_path_is_in_the_table() -> None:
         (State.FAILED, Event.QUOTE_OK),
         (State.TERMINATED, Event.REACTIVATE),
         (State.GET_QUOTE, Event.RETRIES_EXHAUSTED),
-        (State.INVALID_QUOTE, Event.CONTACT_FAILED),
+        (State.INVALID_QUOTE, Event.V_DELIVERED),
+        (State.FAILED, Event.QUOTE_INVALID_RECOVERABLE),
     ],
 )
 def test_pairs_outside_the_table_are_illegal(state: State, event: Event) -> None:

@@ -214,7 +214,9 @@ def attested(count: int) -> Callable[[dict[str, Any]], bool]:
 async def start_verifier(
     nursery: trio.Nursery, tls: TlsFiles, tmp_path: Path, url: str, uuid: str
 ) -> tuple[RunningVerifier, trio.CancelScope]:
-    config = verifier_config(tmp_path / uuid, tls, uuid=uuid, database_url=url)
+    # lease_seconds=0: Keylime's static split by verifier_id (test_failover_postgres.py has
+    # the shared fleet).
+    config = verifier_config(tmp_path / uuid, tls, uuid=uuid, database_url=url, lease_seconds=0)
     scope = trio.CancelScope()
 
     async def run(task_status: trio.TaskStatus[Any]) -> None:
