@@ -5,6 +5,8 @@ manufactured swtpm.  It registers with ``limelet-registrar``, the operator enrol
 ``limelet-tenant add --push-model`` (no agent contact), and then the agent opens its own
 sessions with ``limelet-verifier`` (API 3.0: TPM proof of possession, then quotes it pushes).
 ``limelet-tenant status`` shows the verifier's ``attestation_status`` and count.
+Then PCR 23 is extended on that TPM (tpm2-abrmd shares the swtpm between the agent and
+``tpm2_pcrextend``) and the next pushed quote turns the agent FAIL.
 
 The verifier's push routes live in ``verifier_lite.push``; in a build without them, or
 without the rust-keylime peer, this chapter says so and the demo goes on.
@@ -12,9 +14,11 @@ without the rust-keylime peer, this chapter says so and the demo goes on.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +37,7 @@ from tools.demo_registration import (
 from tools.demo_registration import _free_port as free_port
 from tools.narrate import detail, say
 from tools.swtpm import Swtpm, manufacture
+from tools.tpm_broker import TpmBroker
 
 PEER_DIR = Path(__file__).resolve().parents[2] / "shared" / "peers" / "rust-keylime-0.2.9"
 QUOTE_INTERVAL_S = 1
@@ -41,7 +46,8 @@ PUSHES_TO_SHOW = 3
 # Registration, PoP and the first pushes take a few seconds; a loaded machine needs more.
 PUSH_TIMEOUT_S = 90.0
 POLL_S = 0.5
-TPM_POLICY = json.dumps({"23": ["00" * 32]})
+TAMPER_PCR = 23
+TPM_POLICY = json.dumps({str(TAMPER_PCR): ["00" * 32]})
 # rust-keylime's shipped agent.conf, with only what this machine needs changed.
 CONF_CHANGES = (
     ('run_as = "keylime:tss"', 'run_as = ""'),
@@ -127,8 +133,12 @@ def run(workdir: Path) -> None:
     ver_conf, ten_conf = write_configs(workdir, tls_dir, ports)
     agent_id = str(uuid.uuid4())
     say("push", "Push mode: a device behind NAT that no verifier can reach.")
-    with Swtpm(template, workdir / "swtpm", copy=False) as swtpm:
-        env = {**os.environ, "TCTI": swtpm.tcti, "RUST_LOG": "info"}
+    # tpm2-abrmd shares the one swtpm connection between the agent and the tamper below.
+    with (
+        Swtpm(template, workdir / "swtpm", copy=False) as swtpm,
+        TpmBroker(swtpm.tcti, workdir / "broker") as broker,
+    ):
+        env = {**os.environ, **broker.env, "TCTI": broker.tcti, "RUST_LOG": "info"}
         reg_log, ver_log = workdir / "registrar.log", workdir / "verifier.log"
         reg_cmd = [str(SCRIPTS / "limelet-registrar"), "-c", str(reg_conf)]
         ver_cmd = [str(SCRIPTS / "limelet-verifier"), "-c", str(ver_conf)]
@@ -156,6 +166,7 @@ def run(workdir: Path) -> None:
                 active = lambda: mtls_get(tls_dir, ports["registrar_tls"], path)[1]  # noqa: E731
                 wait_for("the push agent to register", active, agent, agent_log)
                 _story(ten_conf, agent_id, agent, agent_log)
+                _tamper(ten_conf, agent_id, broker, agent_log)
 
 
 def _story(ten: Path, agent_id: str, agent: Any, agent_log: Path) -> None:
@@ -177,4 +188,31 @@ def _story(ten: Path, agent_id: str, agent: Any, agent_log: Path) -> None:
     detail(
         f"the agent pushed {record['attestation_count']} quotes; status "
         f"{record['attestation_status']}, last success at {record['last_successful_attestation']}"
+    )
+
+
+def _tamper(ten: Path, agent_id: str, broker: TpmBroker, agent_log: Path) -> None:
+    """Extend PCR 23 behind the agent's back: its next pushed quote no longer fits the policy."""
+    digest = hashlib.sha256(b"tampered behind the push agent's back").hexdigest()
+    subprocess.run(
+        ["tpm2_pcrextend", f"{TAMPER_PCR}:sha256={digest}"],
+        env={**os.environ, **broker.env, "TPM2TOOLS_TCTI": broker.tcti},
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    say("push", f"Someone changes PCR {TAMPER_PCR} on the device's TPM (a tamper).")
+    deadline = time.monotonic() + PUSH_TIMEOUT_S
+    record = tenant(ten, "status", agent_id)[agent_id]
+    while record.get("attestation_status") != "FAIL":
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"demo failure: no FAIL after the tamper; status {record}\n"
+                f"{agent_log.read_text()[-2000:]}"
+            )
+        time.sleep(POLL_S)
+        record = tenant(ten, "status", agent_id)[agent_id]
+    detail(
+        f"the next pushed quote showed it: push agent status {record['attestation_status']} "
+        f"({record.get('last_event_id')})"
     )

@@ -65,7 +65,7 @@ REQUIREMENTS = (f"keylime=={KEYLIME_VERSION}", *RUNTIME_REQUIREMENTS)
 
 # Programs the tests may run from the venv's bin/.
 KEYLIME_PROGRAMS = frozenset(
-    {"keylime_verifier", "keylime_registrar", "keylime_tenant", "keylime_ca"}
+    {"keylime_verifier", "keylime_registrar", "keylime_tenant", "keylime_ca", "keylime-policy"}
 )
 
 # What a finished venv must import; checked before the stamp is written.

@@ -61,3 +61,7 @@ def test_demo_tells_the_whole_story(demo_dir: Path) -> None:
     # The status page: its address, and a screenshot after the tamper step (or why not).
     assert "status page (read-only, loopback only): http://127.0.0.1:" in out
     assert "a screenshot of it after the tamper step: " in out or "no screenshot of it: " in out
+    # Push mode: quotes pushed and passed, then the tamper on the device's TPM seen as FAIL.
+    pushed = re.search(r"the agent pushed (\d+) quotes; status PASS", out)
+    assert pushed is not None, out[-3000:]
+    assert "push agent status FAIL (pcr_validation.invalid_pcr_23)" in out, out[-3000:]

@@ -22,7 +22,6 @@ swtpm serves one connection at a time, so both reach it through ``tpm2-abrmd``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -37,10 +36,11 @@ from attest_protocol.ima import ImaEntry
 from edge_agent.app import AgentStarted, run_agent
 from edge_agent.config import AgentConfig
 from edge_agent.tpm import esys_ops
+from tests.fixtures.runtime_policy import allowing
 from tests.interop.agent_support import agent_config as interop_agent_config
 from tests.interop.agent_support import first_get_quote
 from tests.interop.test_keylime_verifier_attests_agent import verifier_log
-from tools.ima_emulator import FILE_HASH, ImaEmulator
+from tools.ima_emulator import ImaEmulator
 from tools.keylime_services import KeylimeServices, get_json, start_keylime
 from tools.swtpm import Swtpm
 from tools.tpm_broker import BUS_ENV, TpmBroker
@@ -81,20 +81,9 @@ def keylime(tmp_path: Path) -> Iterator[KeylimeServices]:
 
 
 def runtime_policy(boot_aggregate: ImaEntry | None) -> dict[str, Any]:
-    """A Keylime runtime policy (docs/runtime-policy.md) allowing only ALLOWED files."""
+    """A Keylime runtime policy allowing only ALLOWED files and the boot_aggregate."""
     assert boot_aggregate is not None
-    digests = {p: [hashlib.new(FILE_HASH, c).hexdigest()] for p, c in ALLOWED.items()}
-    digests[boot_aggregate.path] = [boot_aggregate.digest.hex()]
-    return {
-        "meta": {"version": 1, "generator": 0},
-        "release": 0,
-        "digests": digests,
-        "excludes": [],
-        "keyrings": {},
-        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
-        "ima-buf": {},
-        "verification-keys": "",
-    }
+    return allowing(ALLOWED, boot_aggregate)
 
 
 def agent_config(tmp_path: Path, tcti: str, keylime: KeylimeServices, ima_log: Path) -> AgentConfig:

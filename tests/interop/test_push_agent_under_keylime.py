@@ -34,7 +34,8 @@ import trio
 from attest_protocol.ima import ImaEntry
 from attest_protocol.tpm2.constants import TpmAlg
 from edge_agent.tpm import esys_ops
-from tools.ima_emulator import FILE_HASH, ImaEmulator
+from tests.fixtures.runtime_policy import allowing
+from tools.ima_emulator import ImaEmulator
 from tools.keylime_services import KeylimeServices, get_json, start_keylime
 from tools.swtpm import Swtpm
 from tools.tpm_broker import BUS_ENV, TpmBroker
@@ -80,20 +81,11 @@ def broker(swtpm: Swtpm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         yield running
 
 
-def runtime_policy(boot_aggregate: ImaEntry) -> dict[str, Any]:
-    digests = {p: [hashlib.new(FILE_HASH, c).hexdigest()] for p, c in ALLOWED.items()}
-    digests[boot_aggregate.path] = [boot_aggregate.digest.hex()]
-    return {
-        # generator > 1, or the push verifier does not request the IMA log (PROTOCOL.md §9.3).
-        "meta": {"version": 1, "generator": 3},
-        "release": 0,
-        "digests": digests,
-        "excludes": [],
-        "keyrings": {},
-        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
-        "ima-buf": {},
-        "verification-keys": "",
-    }
+def runtime_policy(boot_aggregate: ImaEntry | None) -> dict[str, Any]:
+    """A Keylime runtime policy allowing only ALLOWED files and the boot_aggregate."""
+    assert boot_aggregate is not None
+    # generator > 1, or the push verifier does not request the IMA log (PROTOCOL.md §9.3).
+    return allowing(ALLOWED, boot_aggregate, generator=3)
 
 
 def agent_conf(tmp_path: Path, keylime: KeylimeServices, tcti: str, ima_log: Path) -> Path:

@@ -32,8 +32,10 @@ from typing import Any
 import pytest
 import trio
 
+from attest_protocol.ima import ImaEntry
 from tests.cv_ca import TlsFiles
 from tests.fixtures.keylime import KeylimeServices
+from tests.fixtures.runtime_policy import allowing
 from tests.rust_keylime.support import RUST_AGENT_DIR, RustAgent, require_rust_agent, rust_conf
 from tests.verifier.support import RunningVerifier, verifier_config
 from tests.verifier.test_keylime_tenant import (
@@ -44,7 +46,7 @@ from tests.verifier.test_keylime_tenant import (
     tenant_runner,
 )
 from tests.verifier.test_polling_swtpm import wait_status
-from tools.ima_emulator import FILE_HASH, ImaEmulator
+from tools.ima_emulator import ImaEmulator
 from tools.keylime_services import free_port
 from tools.swtpm import Swtpm
 from tools.tpm_broker import BUS_ENV, TpmBroker
@@ -112,19 +114,10 @@ def running_push_agent(conf: Path, broker: TpmBroker, workdir: Path) -> Iterator
             process.wait()
 
 
-def runtime_policy(boot_aggregate: Any) -> dict[str, Any]:
-    digests = {p: [hashlib.new(FILE_HASH, c).hexdigest()] for p, c in ALLOWED.items()}
-    digests[boot_aggregate.path] = [boot_aggregate.digest.hex()]
-    return {
-        "meta": {"version": 1, "generator": 0},
-        "release": 0,
-        "digests": digests,
-        "excludes": [],
-        "keyrings": {},
-        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
-        "ima-buf": {},
-        "verification-keys": "",
-    }
+def runtime_policy(boot_aggregate: ImaEntry | None) -> dict[str, Any]:
+    """A Keylime runtime policy allowing only ALLOWED files and the boot_aggregate."""
+    assert boot_aggregate is not None
+    return allowing(ALLOWED, boot_aggregate)
 
 
 async def latest_ima_offset(verifier: RunningVerifier, agent_id: str) -> int:

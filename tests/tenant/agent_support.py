@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from attest_protocol.pki import create_ca
-from edge_agent import app as agent_app
+from edge_agent import pull_mode
 from edge_agent.app import AgentStarted, run_agent
 from edge_agent.bootstrap_keys import DerivedKey
 from edge_agent.config import AgentConfig
@@ -90,13 +90,13 @@ async def serving_agent(
         assert derived.payload is not None
         deliveries.plaintexts.append(decrypt_payload(derived.key, derived.payload))
 
-    original = agent_app._api_context
+    original = pull_mode.api_context
 
     def with_recorder(*args: Any) -> Any:
         return dataclasses.replace(original(*args), deploy_payload=record)
 
     monkeypatch.delenv("TCTI", raising=False)  # the variable would win over config.tcti
-    monkeypatch.setattr(agent_app, "_api_context", with_recorder)
+    monkeypatch.setattr(pull_mode, "api_context", with_recorder)
     async with trio.open_nursery() as nursery:
         started: AgentStarted = await nursery.start(functools.partial(run_agent, config))
         yield started, deliveries
