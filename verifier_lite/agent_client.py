@@ -22,12 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
-import httpx
-
 from attest_protocol.api_version import ApiVersion
 from attest_protocol.bootstrap_keys import encrypt_to_nk
 from attest_protocol.envelope import parse_envelope
 from attest_protocol.errors import ParseError
+from verifier_lite.agent_http import KeepAliveConnection
 from verifier_lite.errors import AgentContactError, AgentProtocolError
 
 log = logging.getLogger("limelet.verifier")
@@ -80,7 +79,7 @@ def agent_ssl_context(mtls_cert: str, client_cert: str, client_key: str) -> ssl.
 
 
 class HttpAgentChannel:
-    """``AgentChannel`` over httpx; one connection pool per agent."""
+    """``AgentChannel`` over one kept-alive connection per agent (agent_http.py)."""
 
     def __init__(
         self,
@@ -92,36 +91,23 @@ class HttpAgentChannel:
         timeout_seconds: float,
     ) -> None:
         self._agent_id = agent_id
-        scheme = "http" if ssl_context is None else "https"
-        host = f"[{ip}]" if ":" in ip else ip
-        self._client = httpx.AsyncClient(
-            base_url=f"{scheme}://{host}:{port}",
-            verify=ssl_context if ssl_context is not None else False,
-            timeout=timeout_seconds,
-        )
+        self._conn = KeepAliveConnection(
+            agent_id, ip, port, ssl_context=ssl_context, timeout_seconds=timeout_seconds,
+            max_body_bytes=MAX_AGENT_RESPONSE_BYTES,
+        )  # fmt: skip
 
     async def _get(self, path: str, params: Optional[dict[str, str]] = None) -> Mapping[str, Any]:
         return await self._request("GET", path, params=params)
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Mapping[str, Any]:
-        try:
-            response = await self._client.request(method, path, **kwargs)
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
-            raise AgentContactError(self._agent_id, reason) from exc
-        if response.status_code >= 500 or response.status_code in _RETRYABLE_STATUS:
-            raise AgentContactError(self._agent_id, f"HTTP {response.status_code}")
-        if len(response.content) > MAX_AGENT_RESPONSE_BYTES:
-            raise AgentProtocolError(self._agent_id, "response too large")
-        try:
-            envelope = parse_envelope(json.loads(response.content))
-        except (ValueError, ParseError) as exc:
-            raise AgentProtocolError(self._agent_id, "response is not a Keylime envelope") from exc
-        if response.status_code != 200:
-            raise AgentProtocolError(
-                self._agent_id, f"HTTP {response.status_code}: {envelope.status[:120]}"
-            )
-        return envelope.results
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: Optional[dict[str, str]] = None,
+        json: Optional[dict[str, str]] = None,
+    ) -> Mapping[str, Any]:
+        status, content = await self._conn.request(method, path, params, json)
+        return _results(self._agent_id, status, content)
 
     async def versions(self) -> tuple[ApiVersion, ...]:
         results = await self._get("/version")
@@ -154,4 +140,17 @@ class HttpAgentChannel:
         await self._request("POST", f"/v{version}/notifications/revocation", json=dict(body))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._conn.aclose()
+
+
+def _results(agent_id: str, status: int, content: bytes) -> Mapping[str, Any]:
+    """The envelope's ``results``, or the error a status or a body means (module doc)."""
+    if status >= 500 or status in _RETRYABLE_STATUS:
+        raise AgentContactError(agent_id, f"HTTP {status}")
+    try:
+        envelope = parse_envelope(json.loads(content))
+    except (ValueError, ParseError) as exc:
+        raise AgentProtocolError(agent_id, "response is not a Keylime envelope") from exc
+    if status != 200:
+        raise AgentProtocolError(agent_id, f"HTTP {status}: {envelope.status[:120]}")
+    return envelope.results

@@ -29,7 +29,7 @@ from attest_protocol.policy import (
 from attest_protocol.quote import KeylimeQuote, VerifiedQuote, check_clock, verify_quote
 from attest_protocol.tpm2.attest import ClockInfo
 from attest_protocol.tpm2.constants import alg_for_hash_name
-from attest_protocol.tpm2.public import parse_tpm2b_public
+from attest_protocol.tpm2.public import TpmPublic, parse_tpm2b_public
 from verifier_lite.failures import Component, FailureEvent, event
 from verifier_lite.measured_boot import MbPolicy, check_boot_log
 
@@ -96,6 +96,7 @@ class CheckInput:
     boottime: int
     mb_policy: Optional[MbPolicy] = None  # None: accept-all, the boot log is not replayed
     skip_clock: bool = False  # one-shot verification (verifier_lite/evidence.py)
+    ak: Optional[TpmPublic] = None  # ak_tpm_b64 parsed once per agent (poller.py); None: parse
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def _algorithm_failure(inp: CheckInput, ev: Evidence) -> Optional[FailureEvent]:
 def _verify(inp: CheckInput, ev: Evidence) -> tuple[Optional[VerifiedQuote], Optional[str]]:
     try:
         hash_alg = alg_for_hash_name(ev.hash_alg)
-        ak = parse_tpm2b_public(base64.b64decode(inp.ak_tpm_b64, validate=True))
+        ak = inp.ak or parse_tpm2b_public(base64.b64decode(inp.ak_tpm_b64, validate=True))
         verified = verify_quote(
             KeylimeQuote.parse(ev.quote),
             ak,
@@ -136,6 +137,15 @@ def _verify(inp: CheckInput, ev: Evidence) -> tuple[Optional[VerifiedQuote], Opt
     except (AttestProtocolError, binascii.Error) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     return verified, None
+
+
+def parse_ak(ak_tpm_b64: str) -> Optional[TpmPublic]:
+    """The agent's AK, parsed once for all its quotes; None when unreadable (each quote then
+    fails with the parse error, as before)."""
+    try:
+        return parse_tpm2b_public(base64.b64decode(ak_tpm_b64, validate=True))
+    except (AttestProtocolError, binascii.Error):
+        return None
 
 
 def _clock_failure(inp: CheckInput, ev: Evidence, clock: ClockInfo) -> Optional[FailureEvent]:

@@ -124,6 +124,11 @@ class VerifierConfig(kit.TlsFilesMixin):
     lease_seconds: float = leases.DEFAULT_LEASE_SECONDS
     lease_renew_seconds: float = leases.DEFAULT_LEASE_RENEW_SECONDS
     lease_margin_seconds: float = leases.DEFAULT_LEASE_MARGIN_SECONDS
+    # Throughput levers (verifier_lite/write_batch.py, poller.py): good quotes' counters are
+    # written every counter_flush_seconds (0: at once); at most max_in_flight quote requests
+    # and checks at once (0: no cap).
+    counter_flush_seconds: float = 1.0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         self._check_push_options()
@@ -133,7 +138,13 @@ class VerifierConfig(kit.TlsFilesMixin):
             self,
             ports=("port", "registrar_port"),
             positive=(*positive, "read_timeout_seconds"),
-            non_negative=("quote_interval", "retry_interval", "max_retries"),
+            non_negative=(
+                "quote_interval",
+                "retry_interval",
+                "max_retries",
+                "counter_flush_seconds",
+                "max_in_flight",
+            ),
         )
         if bad is not None:
             raise ConfigError(*bad)

@@ -37,6 +37,7 @@ from verifier_lite.poller import (
     AgentGone,
     AgentPoller,
     EngineSettings,
+    PollerLevers,
     new_nonce,
     retry_delay,
 )
@@ -47,6 +48,7 @@ from verifier_lite.states import POLLING, Event
 from verifier_lite.store import VerifierStore
 from verifier_lite.store_health import StoreUnavailableError
 from verifier_lite.transitions import AgentStates
+from verifier_lite.write_batch import CounterBatch
 
 __all__ = [
     "MAX_BACKOFF_SECONDS",
@@ -90,6 +92,12 @@ class Engine:
         self.may_poll: Callable[[str], bool] = lambda _agent_id: True
         self.resume_at_start = poll_store is None
         self._done: dict[str, trio.Event] = {}
+        self.levers = _levers(store, settings, self, shared=poll_store is not None)
+        self.policy_generation = 0  # bumped by policy_changed; pollers reload on a change
+
+    def policy_changed(self) -> None:
+        """A runtime or measured-boot policy was updated: polling tasks reload theirs."""
+        self.policy_generation += 1
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; resumes every agent the store says is being polled."""
@@ -97,6 +105,8 @@ class Engine:
             self._nursery = nursery
             self.states.nursery = nursery
             self._poll_states.nursery = nursery
+            if self.levers.counters is not None:
+                await nursery.start(self.levers.counters.serve)
             resumable = []
             if self.resume_at_start:
                 resumable = await self._store.list_agents(self._verifier_id)
@@ -205,9 +215,33 @@ class Engine:
         states = self._poll_states
         states.metrics = self.states.metrics
         try:
-            await AgentPoller(self._poll_store, self._settings, states.apply, states.metrics).run(
-                agent, channel
-            )
+            await AgentPoller(
+                self._poll_store, self._settings, states.apply, states.metrics, self.levers
+            ).run(agent, channel)
         finally:
             with trio.CancelScope(shield=True):
                 await channel.aclose()
+                await self._flush_counters(agent_id)
+
+    async def _flush_counters(self, agent_id: str) -> None:
+        """A task that ends writes its pending counters (a failure leaves them to the batch)."""
+        if self.levers.counters is not None:
+            try:
+                await self.levers.counters.flush(agent_id)
+            except StoreUnavailableError:
+                log.warning("agent %s: counters left for the next batch", agent_id)
+
+
+def _levers(
+    store: VerifierStore, settings: EngineSettings, engine: Engine, *, shared: bool
+) -> PollerLevers:
+    """The throughput levers the settings turn on (poller.py EngineSettings).  In a shared
+    fleet (leases) every write must pass the lease fence row by row (lease_store.py
+    FencedStore), so counters are not batched there."""
+    flush = 0.0 if shared else settings.counter_flush_seconds
+    return PollerLevers(
+        counters=CounterBatch(store, flush) if flush > 0 else None,
+        limiter=trio.CapacityLimiter(settings.max_in_flight) if settings.max_in_flight else None,
+        policy_generation=lambda: engine.policy_generation,
+        ima_progress=engine._poll_states.ima_progress,
+    )

@@ -9,10 +9,13 @@ quote, so nothing in memory has to survive.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import secrets
 import string
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -23,12 +26,14 @@ from attest_protocol.errors import AttestProtocolError
 from attest_protocol.mb import ACCEPT_ALL
 from attest_protocol.policy import ImaState, RuntimePolicy, load_runtime_policy
 from attest_protocol.tpm2.attest import ClockInfo
+from attest_protocol.tpm2.public import TpmPublic
 from verifier_lite.agent_client import AgentChannel, QuoteRequest, encrypt_v
 from verifier_lite.checks import (
     CheckInput,
     CheckResult,
     Evidence,
     check_evidence,
+    parse_ak,
     parse_evidence,
 )
 from verifier_lite.errors import AgentContactError, AgentProtocolError
@@ -41,6 +46,7 @@ from verifier_lite.signed_policy import unwrap
 from verifier_lite.states import POLLING, Event, State
 from verifier_lite.store import VerifierStore
 from verifier_lite.tpm_policy import parse_tpm_policy, quote_mask
+from verifier_lite.write_batch import CounterBatch
 
 log = logging.getLogger("limelet.verifier")
 
@@ -60,6 +66,11 @@ class EngineSettings:
     # [verifier] measured_boot_policy_name (attest_protocol.mb.POLICY_NAMES).
     measured_boot_policy_name: str = ACCEPT_ALL
     severity: SeverityPolicy = field(default_factory=SeverityPolicy)
+    # Throughput levers (bench/verifier_fleet.py measured them): the period good quotes'
+    # counters are written in (write_batch.py; 0 writes each at once), and the most quote
+    # requests and checks in flight at once (0: no cap).
+    counter_flush_seconds: float = 1.0
+    max_in_flight: int = 0
 
 
 def new_nonce() -> str:
@@ -92,6 +103,11 @@ class _Memory:
     # Set by a recoverable failure below the highest severity: the task polls on from
     # INVALID_QUOTE, as Keylime does (verifier_lite/failures.py).
     polls_on: bool = False
+    # Parsed once per task, not per quote: the AK, the tpm_policy, and the policy generation
+    # the policies above were loaded at (a policy update reloads them, see _fresh_policies).
+    ak: Optional[TpmPublic] = None
+    tpm_policy: Optional[Mapping[int, tuple[str, ...]]] = None
+    policy_generation: int = 0
 
 
 class Transition(Protocol):
@@ -108,6 +124,37 @@ class Transition(Protocol):
     ) -> AgentRecord: ...
 
 
+@dataclass
+class PollerLevers:
+    """What the engine shares among its polling tasks (engine.py): the counter batch, the
+    in-flight cap, and the policy generation (bumped when a policy is updated)."""
+
+    counters: Optional[CounterBatch] = None
+    limiter: Optional[trio.CapacityLimiter] = None
+    policy_generation: Callable[[], int] = lambda: 0
+    # IMA entries checked per agent (transitions.py AgentStates.ima_progress, the status
+    # page's source): a deferred good quote moves it as a written one does.
+    ima_progress: Optional[dict[str, int]] = None
+
+    def progress(self, agent_id: str, entries: Optional[int]) -> None:
+        if self.ima_progress is not None and entries is not None:
+            self.ima_progress[agent_id] = entries
+
+    def in_flight(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.limiter if self.limiter is not None else _NO_LIMIT
+
+
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
+
+
 class AgentPoller:
     def __init__(
         self,
@@ -115,11 +162,29 @@ class AgentPoller:
         settings: EngineSettings,
         transition: Transition,
         metrics: Optional[VerifierMetrics] = None,
+        levers: Optional[PollerLevers] = None,
     ) -> None:
         self._metrics = metrics
         self._store = store
         self._settings = settings
         self._transition = transition
+        self._levers = levers or PollerLevers()
+
+    async def _apply(
+        self,
+        agent: AgentRecord,
+        ev: Event,
+        *,
+        failure: Optional[FailureEvent] = None,
+        ima_entries: Optional[int] = None,
+        **changes: Any,
+    ) -> AgentRecord:
+        """A state change, written at once with any counters still pending for the agent."""
+        if self._levers.counters is not None:
+            changes = {**self._levers.counters.take(agent.agent_id), **changes}
+        return await self._transition(
+            agent, ev, failure=failure, ima_entries=ima_entries, **changes
+        )
 
     async def run(self, agent: AgentRecord, channel: AgentChannel) -> None:
         """Poll until the agent leaves the polling states (or the task is cancelled)."""
@@ -146,10 +211,12 @@ class AgentPoller:
                 continue
             except AttestProtocolError as exc:
                 failure = event(Component.INTERNAL, "api_version", str(exc)[:200], False)
-                return await self._transition(agent, Event.QUOTE_INVALID, failure=failure), None
+                return await self._apply(agent, Event.QUOTE_INVALID, failure=failure), None
             if str(version) != agent.supported_version:
                 await self._store.update_agent(agent.agent_id, supported_version=str(version))
+            generation = self._levers.policy_generation()
             memory = _Memory(version, runtime_policy, await self._load_mb_policy(agent))
+            memory.policy_generation = generation
             memory.contact_failures = scratch.contact_failures
             return agent, memory
 
@@ -185,8 +252,8 @@ class AgentPoller:
         if retrying and memory.contact_failures > self._settings.max_retries:
             message = f"agent unreachable after {self._settings.max_retries} retries"
             failure = event(Component.INTERNAL, "unreachable", message, False)
-            return await self._transition(agent, Event.RETRIES_EXHAUSTED, failure=failure)
-        agent = await self._transition(agent, Event.CONTACT_FAILED)
+            return await self._apply(agent, Event.RETRIES_EXHAUSTED, failure=failure)
+        agent = await self._apply(agent, Event.CONTACT_FAILED)
         await trio.sleep(retry_delay(self._settings, memory.contact_failures))
         return agent
 
@@ -194,15 +261,16 @@ class AgentPoller:
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
     ) -> AgentRecord:
         if agent.v is None or memory.full_quote_due or not agent.public_key:
-            return await self._transition(agent, Event.V_DELIVERED)  # nothing to deliver
+            return await self._apply(agent, Event.V_DELIVERED)  # nothing to deliver
         await channel.provide_v(memory.version, encrypt_v(agent.public_key, agent.v))
         memory.contact_failures = 0
         log.info("agent %s: V delivered", agent.agent_id)
-        return await self._transition(agent, Event.V_DELIVERED)
+        return await self._apply(agent, Event.V_DELIVERED)
 
     async def _quote(
         self, agent: AgentRecord, channel: AgentChannel, memory: _Memory
     ) -> AgentRecord:
+        await self._fresh_policies(agent, memory)  # before the mask is chosen from them
         full = memory.full_quote_due
         nonce = new_nonce()
         request = QuoteRequest(
@@ -216,34 +284,48 @@ class AgentPoller:
             ima_ml_entry=memory.ima_state.next_entry if memory.ima_state is not None else 0,
         )
         try:
-            with timed(self._metrics.round_trip if self._metrics else None):
-                answer = await channel.integrity_quote(memory.version, request)
+            async with self._levers.in_flight():
+                with timed(self._metrics.round_trip if self._metrics else None):
+                    answer = await channel.integrity_quote(memory.version, request)
             evidence = parse_evidence(answer)
         except AgentContactError:
             raise  # retried by _step; it is an AttestProtocolError too, so it goes first
         except (AgentProtocolError, AttestProtocolError) as exc:
             context = {"message": "parsing agent get quote response failed", "data": str(exc)[:200]}
             failure = event(Component.QUOTE_VALIDATION, "invalid_data", context, False)
-            return await self._transition(agent, Event.QUOTE_INVALID, failure=failure)
+            return await self._apply(agent, Event.QUOTE_INVALID, failure=failure)
         memory.contact_failures = 0
         with timed(self._metrics.check_time if self._metrics else None):
             result = check_evidence(self._check_input(agent, memory, nonce), evidence)
         return await self._record(agent, memory, evidence, result, full=full)
 
+    async def _fresh_policies(self, agent: AgentRecord, memory: _Memory) -> None:
+        """Reload the runtime and measured-boot policies if one was changed since loaded."""
+        generation = self._levers.policy_generation()
+        if generation != memory.policy_generation:
+            memory.runtime_policy = await self._load_runtime_policy(agent)
+            memory.mb_policy = await self._load_mb_policy(agent)
+            memory.policy_generation = generation
+
     def _check_input(self, agent: AgentRecord, memory: _Memory, nonce: str) -> CheckInput:
+        if memory.tpm_policy is None:
+            memory.tpm_policy = parse_tpm_policy(agent.tpm_policy)
+        if memory.ak is None:
+            memory.ak = parse_ak(agent.ak_tpm)  # None again next time: the quote fails
         return CheckInput(
             ak_tpm_b64=agent.ak_tpm,
             nonce=nonce.encode("ascii"),
             accept_hash_algs=agent.accept_tpm_hash_algs,
             accept_enc_algs=agent.accept_tpm_encryption_algs,
             accept_sign_algs=agent.accept_tpm_signing_algs,
-            tpm_policy=parse_tpm_policy(agent.tpm_policy),
+            tpm_policy=memory.tpm_policy,
             public_key_pem=None if memory.full_quote_due else agent.public_key or None,
             previous_clock=memory.clock,
             runtime_policy=memory.runtime_policy,
             ima_state=memory.ima_state,
             boottime=agent.boottime,
             mb_policy=memory.mb_policy,
+            ak=memory.ak,
         )
 
     async def _record(
@@ -263,7 +345,7 @@ class AgentPoller:
             failure = event(
                 Component.QUOTE_VALIDATION, "no_pubkey", "agent sent no public key", False
             )
-            return await self._transition(agent, Event.QUOTE_INVALID, failure=failure)
+            return await self._apply(agent, Event.QUOTE_INVALID, failure=failure)
         memory.full_quote_due = False
         memory.clock = result.clock
         memory.ima_state = result.ima_state
@@ -275,7 +357,16 @@ class AgentPoller:
         ev = Event.QUOTE_OK_V_DUE if v_due else Event.QUOTE_OK
         entries = None if memory.ima_state is None else memory.ima_state.next_entry
         changes = _attested(agent, evidence, result.public_key_pem, now)
-        agent = await self._transition(agent, ev, ima_entries=entries, **changes)
+        counters = self._levers.counters
+        if ev is Event.QUOTE_OK and agent.state is State.GET_QUOTE and counters is not None:
+            # No state change: only counters, written with the next batch (write_batch.py).
+            counters.defer(agent.agent_id, changes)
+            if self._metrics is not None:
+                self._metrics.transition(ev, changes)
+            self._levers.progress(agent.agent_id, entries)
+            agent = dataclasses.replace(agent, **changes)
+        else:
+            agent = await self._apply(agent, ev, ima_entries=entries, **changes)
         if agent.state is State.GET_QUOTE:
             await trio.sleep(self._settings.quote_interval)
         return agent
@@ -295,12 +386,12 @@ class AgentPoller:
         failures = severity.classify(failures)
         worst = most_severe(failures)
         if severity.stops_polling(failures):
-            return await self._transition(
+            return await self._apply(
                 agent, Event.QUOTE_INVALID, failure=worst, last_received_quote=now
             )
         memory.polls_on = True
         if agent.severity_level is None or worst.severity_level > agent.severity_level:
-            agent = await self._transition(
+            agent = await self._apply(
                 agent, Event.QUOTE_INVALID_RECOVERABLE, failure=worst, last_received_quote=now
             )
         else:

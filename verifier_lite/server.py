@@ -114,6 +114,8 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
         max_retries=config.max_retries,
         measured_boot_policy_name=config.measured_boot_policy_name,
         severity=config.severity,
+        counter_flush_seconds=config.counter_flush_seconds,
+        max_in_flight=config.max_in_flight,
     )
 
 

@@ -183,6 +183,8 @@ class Verifier:
             if update:
                 raise PolicyNotFoundError("Runtime policy", name)
             raise ConflictError(f"Runtime policy with name {name} already exists")
+        if update:
+            self.engine.policy_changed()  # polling tasks reload their cached policy
 
     async def runtime_policy(self, name: str) -> dict[str, Any]:
         record = await self.store.get_runtime_policy(name)
@@ -209,6 +211,8 @@ class Verifier:
             if update:
                 raise PolicyNotFoundError("Measured boot policy", name)
             raise ConflictError(f"Measured boot policy with name {name} already exists")
+        if update:
+            self.engine.policy_changed()  # polling tasks reload their cached policy
 
     async def mb_policy(self, name: str) -> dict[str, Any]:
         record = await self.store.get_mb_policy(name)

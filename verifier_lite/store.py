@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, fields
 from pathlib import Path
-from typing import Any, Optional, Protocol, TypeVar
+from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
 from service_kit.sqlite import SqliteWorker, immediate
 from verifier_lite.errors import ConflictError
@@ -149,6 +149,26 @@ def timeline_sql(placeholder: str) -> tuple[str, str, str]:
 _TIMELINE_INSERT, _TIMELINE_DELETE_OLD, _TIMELINE_LIST = timeline_sql("?")
 
 
+@runtime_checkable
+class BatchWriter(Protocol):
+    """A store that can apply many agents' column changes in one transaction."""
+
+    async def update_agents_many(self, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+        """Apply each (agent_id, changes); the number of rows changed (gone agents skip)."""
+        ...
+
+
+def _update_statement(agent_id: str, changes: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    unknown = set(changes) - set(_COLUMNS) | ({"agent_id"} & set(changes))
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    names = sorted(changes)
+    values = [json.dumps(list(changes[n])) if n in _LIST_COLUMNS else changes[n] for n in names]
+    assignments = ", ".join(f"{n} = ?" for n in names)  # names checked against _COLUMNS
+    sql = f"UPDATE verifier_agents SET {assignments} WHERE agent_id = ?"  # noqa: S608
+    return sql, (*values, agent_id)
+
+
 def _to_row(agent: AgentRecord) -> tuple[Any, ...]:
     return tuple(
         json.dumps(list(value)) if name in _LIST_COLUMNS else value
@@ -204,14 +224,19 @@ class SqliteVerifierStore:
         return await self._run(query)
 
     async def update_agent(self, agent_id: str, **changes: Any) -> bool:
-        unknown = set(changes) - set(_COLUMNS) | ({"agent_id"} & set(changes))
-        if unknown:
-            raise ValueError(f"not updatable: {sorted(unknown)}")
-        names = sorted(changes)
-        values = [json.dumps(list(changes[n])) if n in _LIST_COLUMNS else changes[n] for n in names]
-        assignments = ", ".join(f"{n} = ?" for n in names)  # names checked against _COLUMNS
-        sql = f"UPDATE verifier_agents SET {assignments} WHERE agent_id = ?"  # noqa: S608
-        return await self._run(lambda c: c.execute(sql, (*values, agent_id)).rowcount > 0)
+        sql, values = _update_statement(agent_id, changes)
+        return await self._run(lambda c: c.execute(sql, values).rowcount > 0)
+
+    async def update_agents_many(self, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+        """Batch API (verifier_lite/write_batch.py): every update in one transaction, so one
+        commit for a period's counters; the number of rows changed (deleted agents skip)."""
+        statements = [_update_statement(agent_id, changes) for agent_id, changes in updates]
+
+        def write(conn: sqlite3.Connection) -> int:
+            with immediate(conn):
+                return sum(conn.execute(sql, values).rowcount for sql, values in statements)
+
+        return await self._run(write)
 
     async def delete_agent(self, agent_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:

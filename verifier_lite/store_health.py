@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Optional, TypeVar
 
 from attest_protocol.errors import AttestProtocolError
 from verifier_lite.metrics import VerifierMetrics
 from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyRecord
-from verifier_lite.store import VerifierStore
+from verifier_lite.store import BatchWriter, VerifierStore
 from verifier_lite.store_lock import DatabaseLock
 from verifier_lite.timeline import TimelineEvent
 
@@ -137,6 +137,16 @@ class MonitoredStore:
 
     async def delete_agent(self, agent_id: str) -> bool:
         return await self._call(lambda: self.inner.delete_agent(agent_id), write=True)
+
+    async def update_agents_many(self, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+        """The batch API (write_batch.py), in one transaction when the inner store has it."""
+        inner = self.inner
+        if isinstance(inner, BatchWriter):
+            return await self._call(lambda: inner.update_agents_many(updates), write=True)
+        changed = 0
+        for agent_id, changes in updates:
+            changed += await self.update_agent(agent_id, **changes)
+        return changed
 
     async def add_runtime_policy(self, policy: RuntimePolicyRecord, *, replace: bool) -> bool:
         return await self._call(
