@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Optional
 
-from registrar_lite.config import RegistrarConfig, load_config
+from registrar_lite.config import load_config
 from registrar_lite.errors import RegistrarError
 from registrar_lite.server import BoundPorts, serve_registrar
 from service_kit.cli import run_service
@@ -22,19 +20,12 @@ def _banner(ports: BoundPorts) -> str:
     return f"limelet-registrar: http {ports.port}, mTLS {ports.tls_port}"
 
 
-def _checked_config(path: Optional[Path]) -> RegistrarConfig:
-    config = load_config(path)
-    if not config.uses_postgres:
-        config.sqlite_path()  # a database_url we cannot open is a configuration error
-    return config
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return run_service(
         argv,
         prog="limelet-registrar",
         description="the limelet registrar: enrols agent TPM identities (Keylime registrar API)",
-        load_config=_checked_config,
+        load_config=load_config,
         serve=serve_registrar,
         banner=_banner,
         errors=(RegistrarError,),

@@ -41,7 +41,10 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class RegistrarConfig(kit.TlsFilesMixin):
+class RegistrarConfig(kit.TlsFilesMixin, kit.DatabaseMixin):
+    sqlite_default_file = SQLITE_DEFAULT_FILE
+    config_error = ConfigError
+
     ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
     tls_port: int = DEFAULT_TLS_PORT
@@ -78,15 +81,6 @@ class RegistrarConfig(kit.TlsFilesMixin):
     @property
     def tpm_cert_store_path(self) -> Optional[Path]:
         return Path(self.tpm_cert_store) if self.tpm_cert_store else None
-
-    @property
-    def uses_postgres(self) -> bool:
-        """``database_url = postgresql://...`` (registrar_lite/store_postgres.py)."""
-        return self.database_url.startswith("postgres")
-
-    def sqlite_path(self) -> Path:
-        """The database file named by ``database_url`` when it names SQLite."""
-        return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
 
 
 def load_config(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> RegistrarConfig:

@@ -20,6 +20,7 @@ import trio
 
 from attest_protocol.cli import base_parser
 from service_kit.jsonlog import LOG_FORMATS, configure_logging
+from service_kit.settings import DatabaseMixin
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -78,7 +79,8 @@ def service_main(
 ) -> int:
     """Parse, load the config, then ``run`` it (the component's ``trio.run`` of its root).
 
-    ``errors`` are the component's own: raised by ``load_config`` they are a configuration
+    ``errors`` are the component's own: raised by ``load_config`` (or by a ``database_url``
+    that names no database we can open) they are a configuration
     error (EXIT_CONFIG); alone in the group ``run`` raises, like an OSError from binding,
     they are a start-up failure (EXIT_START_FAILED).  Anything else propagates unchanged:
     a bug keeps its traceback, and Cancelled or KeyboardInterrupt are not ours to eat.
@@ -86,6 +88,8 @@ def service_main(
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        if isinstance(config, DatabaseMixin):
+            config.check_database()
     except errors as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

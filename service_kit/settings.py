@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Callable, ClassVar, Optional, TypeVar
 
 from attest_protocol.settings import SQLITE_URL_FORMS, SettingsError, load_settings, sqlite_file
 
@@ -62,6 +62,36 @@ def sqlite_path(
     if path is None:
         raise config_error("database_url", SQLITE_URL_FORMS)
     return path
+
+
+# postgresql://, postgres://, postgresql+psycopg2://, ... (any +driver part is ignored)
+POSTGRES_URL_START = "postgres"
+
+
+class DatabaseMixin:
+    """``database_url`` read the way both services read it: a PostgreSQL URL, or SQLite's
+    forms resolved against ``data_dir`` with the service's default file name (Keylime's
+    ``reg_data.sqlite`` / ``cv_data.sqlite``).  Mixed into each service's config dataclass."""
+
+    database_url: str
+    data_dir: str
+    sqlite_default_file: ClassVar[str]
+    config_error: ClassVar[type[Exception]]  # the service's ConfigError(key, reason)
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(POSTGRES_URL_START)
+
+    def sqlite_path(self) -> Path:
+        """The database file named by ``database_url`` when it names SQLite."""
+        return sqlite_path(
+            self.database_url, self.data_dir, self.sqlite_default_file, type(self).config_error
+        )
+
+    def check_database(self) -> None:
+        """A ``database_url`` we cannot open is a configuration error, found before start."""
+        if not self.uses_postgres:
+            self.sqlite_path()
 
 
 class TlsFilesMixin:

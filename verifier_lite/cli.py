@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Optional
 
 from service_kit.cli import run_service
-from verifier_lite.config import VerifierConfig, load_config
+from verifier_lite.config import load_config
 from verifier_lite.errors import VerifierError
-from verifier_lite.server import POSTGRES_URL_START, BoundPort, serve_verifier
+from verifier_lite.server import BoundPort, serve_verifier
 
 
 def _banner(bound: BoundPort) -> str:
@@ -24,19 +22,12 @@ def _banner(bound: BoundPort) -> str:
     return f"limelet-verifier: mTLS {bound.port}"
 
 
-def _checked_config(path: Optional[Path]) -> VerifierConfig:
-    config = load_config(path)
-    if not config.database_url.startswith(POSTGRES_URL_START):
-        config.sqlite_path()  # a database_url we cannot open is a configuration error
-    return config
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return run_service(
         argv,
         prog="limelet-verifier",
         description="the limelet verifier: continuously attests agents (Keylime verifier API)",
-        load_config=_checked_config,
+        load_config=load_config,
         serve=serve_verifier,
         banner=_banner,
         errors=(VerifierError,),

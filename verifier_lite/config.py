@@ -69,7 +69,10 @@ PUSH_MODES = ("pull", "mixed", "push")
 
 
 @dataclass(frozen=True)
-class VerifierConfig(kit.TlsFilesMixin):
+class VerifierConfig(kit.TlsFilesMixin, kit.DatabaseMixin):
+    sqlite_default_file = SQLITE_DEFAULT_FILE
+    config_error = ConfigError
+
     uuid: str = DEFAULT_UUID
     ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
@@ -228,10 +231,6 @@ class VerifierConfig(kit.TlsFilesMixin):
     @property
     def client_key_path(self) -> Path:
         return self.tls_file(self.client_key)
-
-    def sqlite_path(self) -> Path:
-        """The database file named by ``database_url`` (only SQLite is implemented)."""
-        return kit.sqlite_path(self.database_url, self.data_dir, SQLITE_DEFAULT_FILE, ConfigError)
 
 
 def status_page_host_port(address: str) -> tuple[str, int]:

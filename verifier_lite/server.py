@@ -52,8 +52,6 @@ if TYPE_CHECKING:  # psycopg is optional: lease_loop.py is imported only for Pos
 
 log = logging.getLogger("limelet.verifier")
 
-POSTGRES_URL_START = "postgres"  # postgresql://, postgres://, postgresql+psycopg2://, ...
-
 
 @dataclass(frozen=True)
 class BoundPort:
@@ -122,7 +120,7 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
 async def open_store(config: VerifierConfig) -> VerifierStore:
     """SQLite, or PostgreSQL (verifier_lite/store_postgres.py) when ``database_url`` names it;
     psycopg comes with the optional ``postgres`` extra, so it is imported only then."""
-    if not config.database_url.startswith(POSTGRES_URL_START):
+    if not config.uses_postgres:
         lock = lock_database(config.sqlite_path())  # store_lock.py: one verifier per file
         try:
             return MonitoredStore(await SqliteVerifierStore.open(config.sqlite_path()), lock)
