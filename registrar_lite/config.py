@@ -24,15 +24,12 @@ from typing import Optional
 from attest_protocol.settings import range_error
 from registrar_lite.errors import ConfigError
 from service_kit import settings as kit
-from service_kit.jsonlog import LOG_FORMATS
 
 ENV_PREFIX = "LIMELET_REGISTRAR_"
-DEFAULT_IP = "127.0.0.1"
 # Keylime's registrar defaults: 8890 plain HTTP (agents), 8891 mTLS (tenant, verifier).
 DEFAULT_PORT = 8890
 DEFAULT_TLS_PORT = 8891
 DEFAULT_DATA_DIR = "/var/lib/limelet/registrar"
-DEFAULT_DATABASE_URL = "sqlite"
 SQLITE_DEFAULT_FILE = "reg_data.sqlite"
 DEFAULT_TLS_DIR = "cv_ca"
 # A registration is a few kilobytes (EK cert, two public areas, an mTLS cert); 64 KiB leaves
@@ -41,36 +38,23 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class RegistrarConfig(kit.TlsFilesMixin, kit.DatabaseMixin):
+class RegistrarConfig(kit.ServiceConfig):
+    """Keylime's ``[registrar]`` options beside those of kit.ServiceConfig."""
+
     sqlite_default_file = SQLITE_DEFAULT_FILE
     config_error = ConfigError
 
-    ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
     tls_port: int = DEFAULT_TLS_PORT
     data_dir: str = DEFAULT_DATA_DIR
-    database_url: str = DEFAULT_DATABASE_URL
     tls_dir: str = DEFAULT_TLS_DIR
-    server_cert: str = kit.DEFAULT_SERVER_CERT
-    server_key: str = kit.DEFAULT_SERVER_KEY
-    trusted_client_ca: str = kit.DEFAULT_TRUSTED_CLIENT_CA
     # A directory of PEM/DER CA certificates; empty means EK certificates are not checked.
     tpm_cert_store: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    handshake_timeout_seconds: float = kit.DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
-    read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
-    keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
-    shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
-    log_format: str = "text"  # or "json"; the --log-format flag wins (service_kit/cli.py)
 
     def __post_init__(self) -> None:
-        if self.log_format not in LOG_FORMATS:
-            raise ConfigError("log_format", f"expected one of {list(LOG_FORMATS)}")
-        bad = range_error(
-            self,
-            ports=("port", "tls_port"),
-            positive=("max_body_bytes", "handshake_timeout_seconds", "read_timeout_seconds"),
-        )
+        self.check_service_options()
+        bad = range_error(self, ports=("port", "tls_port"), positive=("max_body_bytes",))
         if bad is not None:
             raise ConfigError(*bad)
 

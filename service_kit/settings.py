@@ -9,11 +9,21 @@ types and checks the values, each service's config.py declares its options.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar, Optional, TypeVar
 
-from attest_protocol.settings import SQLITE_URL_FORMS, SettingsError, load_settings, sqlite_file
+from attest_protocol.settings import (
+    SQLITE_URL_FORMS,
+    SettingsError,
+    load_settings,
+    range_error,
+    sqlite_file,
+)
+from service_kit.jsonlog import LOG_FORMATS
 
+DEFAULT_IP = "127.0.0.1"
+DEFAULT_DATABASE_URL = "sqlite"
 # Keylime's file names inside tls_dir.
 DEFAULT_SERVER_CERT = "server-cert.crt"
 DEFAULT_SERVER_KEY = "server-private.pem"
@@ -121,3 +131,31 @@ class TlsFilesMixin:
     @property
     def trusted_client_ca_path(self) -> Path:
         return self.tls_file(self.trusted_client_ca)
+
+
+@dataclass(frozen=True)
+class ServiceConfig(TlsFilesMixin, DatabaseMixin):
+    """The options both services take, under Keylime's names where Keylime has them; each
+    service's config dataclass adds its own (and its own ``data_dir`` default) and calls
+    ``check_service_options`` from its ``__post_init__``."""
+
+    ip: str = DEFAULT_IP
+    data_dir: str = ""
+    database_url: str = DEFAULT_DATABASE_URL
+    server_cert: str = DEFAULT_SERVER_CERT
+    server_key: str = DEFAULT_SERVER_KEY
+    trusted_client_ca: str = DEFAULT_TRUSTED_CLIENT_CA
+    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    log_format: str = "text"  # or "json"; the --log-format flag wins (service_kit/cli.py)
+
+    def check_service_options(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise self.config_error("log_format", f"expected one of {list(LOG_FORMATS)}")
+        bad = range_error(
+            self, ports=(), positive=("handshake_timeout_seconds", "read_timeout_seconds")
+        )
+        if bad is not None:
+            raise self.config_error(*bad)

@@ -31,7 +31,6 @@ from typing import Optional
 from attest_protocol.mb import ACCEPT_ALL, POLICY_NAMES
 from attest_protocol.settings import range_error
 from service_kit import settings as kit
-from service_kit.jsonlog import LOG_FORMATS
 from verifier_lite import leases
 from verifier_lite.errors import ConfigError
 from verifier_lite.failures import SeverityConfigError, SeverityPolicy, load_severity_policy
@@ -41,11 +40,10 @@ GENERATE = "generate"
 GENERATED_TLS_DIR = "cv_ca"
 # Keylime's verifier.conf defaults.
 DEFAULT_UUID = "default"
-DEFAULT_IP = "127.0.0.1"
+DEFAULT_IP = kit.DEFAULT_IP
 DEFAULT_PORT = 8881
 DEFAULT_REGISTRAR_PORT = 8891
 DEFAULT_DATA_DIR = "/var/lib/limelet/verifier"
-DEFAULT_DATABASE_URL = "sqlite"
 SQLITE_DEFAULT_FILE = "cv_data.sqlite"
 DEFAULT_CLIENT_CERT = "client-cert.crt"
 DEFAULT_CLIENT_KEY = "client-private.pem"
@@ -69,21 +67,18 @@ PUSH_MODES = ("pull", "mixed", "push")
 
 
 @dataclass(frozen=True)
-class VerifierConfig(kit.TlsFilesMixin, kit.DatabaseMixin):
+class VerifierConfig(kit.ServiceConfig):
+    """Keylime's ``[verifier]`` and ``[revocations]`` options beside kit.ServiceConfig's."""
+
     sqlite_default_file = SQLITE_DEFAULT_FILE
     config_error = ConfigError
 
     uuid: str = DEFAULT_UUID
-    ip: str = DEFAULT_IP
     port: int = DEFAULT_PORT
     registrar_ip: str = DEFAULT_IP
     registrar_port: int = DEFAULT_REGISTRAR_PORT
     data_dir: str = DEFAULT_DATA_DIR
-    database_url: str = DEFAULT_DATABASE_URL
     tls_dir: str = GENERATE
-    server_cert: str = kit.DEFAULT_SERVER_CERT
-    server_key: str = kit.DEFAULT_SERVER_KEY
-    trusted_client_ca: str = kit.DEFAULT_TRUSTED_CLIENT_CA
     client_cert: str = DEFAULT_CLIENT_CERT
     client_key: str = DEFAULT_CLIENT_KEY
     enable_agent_mtls: bool = True
@@ -100,12 +95,7 @@ class VerifierConfig(kit.TlsFilesMixin, kit.DatabaseMixin):
     require_allow_list_signatures: bool = False
     severity_labels: str = DEFAULT_SEVERITY_LABELS
     severity_policy: str = DEFAULT_SEVERITY_POLICY
-    handshake_timeout_seconds: float = kit.DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
-    read_timeout_seconds: float = kit.DEFAULT_READ_TIMEOUT_SECONDS
-    keep_alive_seconds: float = kit.DEFAULT_KEEP_ALIVE_SECONDS
-    shutdown_grace_seconds: float = kit.DEFAULT_SHUTDOWN_GRACE_SECONDS
     status_page_address: str = DEFAULT_STATUS_PAGE_ADDRESS
-    log_format: str = "text"  # or "json"; the --log-format flag wins (service_kit/cli.py)
     # Keylime's [verifier] measured_boot_policy_name: accept-all (its default), reject-all,
     # example, or limelet's limelet-pcrs (verifier_lite/measured_boot.py).
     measured_boot_policy_name: str = ACCEPT_ALL
@@ -135,12 +125,12 @@ class VerifierConfig(kit.TlsFilesMixin, kit.DatabaseMixin):
 
     def __post_init__(self) -> None:
         self._check_push_options()
-        self._check_status_and_logs()
-        positive = ("request_timeout", "max_body_bytes", "handshake_timeout_seconds")
+        self._check_status_page()
+        self.check_service_options()
         bad = range_error(
             self,
             ports=("port", "registrar_port"),
-            positive=(*positive, "read_timeout_seconds"),
+            positive=("request_timeout", "max_body_bytes"),
             non_negative=(
                 "quote_interval",
                 "retry_interval",
@@ -176,11 +166,9 @@ class VerifierConfig(kit.TlsFilesMixin, kit.DatabaseMixin):
     @property
     def shares_fleet(self) -> bool:
         """Several verifiers divide the agents by leases: PostgreSQL and lease_seconds > 0."""
-        return self.database_url.startswith("postgres") and self.lease_seconds > 0
+        return self.uses_postgres and self.lease_seconds > 0
 
-    def _check_status_and_logs(self) -> None:
-        if self.log_format not in LOG_FORMATS:
-            raise ConfigError("log_format", f"expected one of {list(LOG_FORMATS)}")
+    def _check_status_page(self) -> None:
         if self.status_page_address:
             status_page_host_port(self.status_page_address)
 
