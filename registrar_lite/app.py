@@ -36,6 +36,7 @@ from registrar_lite.errors import AdminListenerError, BodyTooLargeError, StoreUn
 from registrar_lite.routes_v3 import add_v3_routes, add_version_route_v3
 from registrar_lite.service import Registrar
 from registrar_lite.validation import parse_json_object
+from service_kit.settings import DEFAULT_READ_TIMEOUT_SECONDS
 from service_kit.web import (
     create_service_app,
     install_error_handlers,
@@ -63,9 +64,15 @@ def _on_admin_listener(tls_port: int) -> bool:
     return scope.get("scheme") == "https" and server[1] == tls_port
 
 
-def create_app(registrar: Registrar, *, tls_port: int, max_body_bytes: int) -> QuartTrio:
+def create_app(
+    registrar: Registrar,
+    *,
+    tls_port: int,
+    max_body_bytes: int,
+    body_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
+) -> QuartTrio:
     """The app; ``tls_port`` is the bound port of the mTLS listener (admin routes)."""
-    app = create_service_app("limelet.registrar", max_body_bytes)
+    app = create_service_app("limelet.registrar", max_body_bytes, body_timeout_seconds)
     add_version_route_v3(app)
     _add_admin_routes(app, registrar, tls_port)
     _add_agent_routes(app, registrar, max_body_bytes)

@@ -92,6 +92,7 @@ async def serve_registrar(
                 MeteredRegistrar(store, trust, metrics=metrics),
                 tls_port=ports.tls_port,
                 max_body_bytes=config.max_body_bytes,
+                body_timeout_seconds=config.read_timeout_seconds,
             )
             attach_metrics(app, metrics, ports.tls_port)
             async with trio.open_nursery() as nursery:

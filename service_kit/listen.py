@@ -3,8 +3,14 @@
 Limelet binds its sockets itself, so the bound port (``port = 0`` in tests) is known before the
 first request, then hands them to Hypercorn's trio worker.  CVE-2023-38200 (a half-open TLS
 connection stalled Keylime's single-threaded loop): every connection is its own task here, and
-Hypercorn drops one that does not finish the handshake within ``handshake_timeout_seconds``,
-sends no request within ``read_timeout_seconds`` or idles past ``keep_alive_seconds``.
+Hypercorn drops one that does not finish the handshake within ``handshake_timeout_seconds`` or
+whose request line and headers have not arrived within ``keep_alive_seconds`` (its idle timer
+runs until a whole request head is parsed, and again between requests).  A body that stalls
+is answered 408 after ``read_timeout_seconds`` (the app's BODY_TIMEOUT, service_kit/web.py).
+
+Hypercorn's own ``read_timeout`` stays off: it times every socket read, also while the client
+waits for its answer, so a request that takes longer than it to serve (a bulk status of a
+thousand agents on a busy verifier) was dropped without a response.
 
 A stop is graceful: ``serve_app`` hands Hypercorn a shutdown trigger instead of cancelling it,
 so open requests drain for ``shutdown_grace_seconds`` and the app's ASGI lifespan sees its
@@ -88,11 +94,16 @@ def hypercorn_config(settings: ListenerSettings, log: logging.Logger) -> Hyperco
         settings.server_cert_path, settings.server_key_path, settings.trusted_client_ca_path, log
     )
     hc.ssl_handshake_timeout = settings.handshake_timeout_seconds
-    hc.read_timeout = int(max(1, settings.read_timeout_seconds))
-    hc.keep_alive_timeout = settings.keep_alive_seconds
-    hc.graceful_timeout = settings.shutdown_grace_seconds
+    set_connection_timeouts(hc, settings)
     hc.h11_max_incomplete_size = settings.max_body_bytes
     return hc
+
+
+def set_connection_timeouts(hc: HypercornConfig, settings: ListenerSettings) -> None:
+    """Idle and drain timers of a listener; no socket read timeout (module docstring)."""
+    hc.read_timeout = None
+    hc.keep_alive_timeout = settings.keep_alive_seconds
+    hc.graceful_timeout = settings.shutdown_grace_seconds
 
 
 async def serve_app(

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from attest_protocol.api_version import CURRENT_VERSION, SUPPORTED_VERSIONS
 from attest_protocol.envelope import Envelope, failure, success
 from attest_protocol.errors import AttestProtocolError
+from service_kit.settings import DEFAULT_READ_TIMEOUT_SECONDS
 
 INTERNAL_ERROR = "Internal Server Error"
 # Logged when the ASGI lifespan ends: proof that a stop was graceful, not a cancellation.
@@ -42,12 +43,19 @@ def ok(results: Optional[Mapping[str, Any]] = None, code: int = 200) -> Response
     return respond(Envelope(code, status, results or {}))
 
 
-def create_service_app(name: str, max_body_bytes: int) -> QuartTrio:
+def create_service_app(
+    name: str, max_body_bytes: int, body_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+) -> QuartTrio:
     """An app that refuses bodies over ``max_body_bytes`` and takes paths with or without a
     trailing slash, as Keylime's routes do; it logs ``STOPPED_MESSAGE`` to logger ``name``
-    when Hypercorn ends its lifespan after a graceful stop."""
+    when Hypercorn ends its lifespan after a graceful stop.
+
+    A request body that has not all arrived ``body_timeout_seconds`` after the route asked
+    for it is answered 408: the listener itself no longer times reads (service_kit/listen.py).
+    """
     app = QuartTrio(name)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.config["BODY_TIMEOUT"] = body_timeout_seconds
     app.url_map.strict_slashes = False
     # Werkzeug answers "//" with a 308 and an HTML page; an empty agent id is a JSON 404.
     app.url_map.merge_slashes = False

@@ -71,7 +71,9 @@ def _signatures(verifier: Verifier) -> PolicySignatures:
 
 
 def create_app(verifier: Verifier, *, max_body_bytes: int) -> QuartTrio:
-    app = create_service_app("limelet.verifier", max_body_bytes)
+    app = create_service_app(
+        "limelet.verifier", max_body_bytes, verifier.config.read_timeout_seconds
+    )
     add_version_route(app, "/versions")
     _agent_routes(app, verifier, max_body_bytes)
     _identity_route(app, verifier)

@@ -31,7 +31,7 @@ from hypercorn.config import Config as HypercornConfig
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from service_kit.listen import bind, serve_app
+from service_kit.listen import bind, serve_app, set_connection_timeouts
 from service_kit.web import create_service_app, install_error_handlers
 from verifier_lite import status_html as html
 from verifier_lite import validation
@@ -169,9 +169,7 @@ def status_hypercorn_config(config: VerifierConfig) -> HypercornConfig:
     hc = HypercornConfig()
     hc.accesslog = None
     hc.errorlog = log
-    hc.read_timeout = int(max(1, config.read_timeout_seconds))
-    hc.keep_alive_timeout = config.keep_alive_seconds
-    hc.graceful_timeout = config.shutdown_grace_seconds
+    set_connection_timeouts(hc, config)
     hc.h11_max_incomplete_size = MAX_BODY_BYTES * 16
     return hc
 

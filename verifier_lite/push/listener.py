@@ -37,8 +37,10 @@ def push_hypercorn_config(config: VerifierConfig) -> HypercornConfig:
     return hc
 
 
-def create_push_app(state: PushState, max_body_bytes: int) -> QuartTrio:
-    app = create_service_app("limelet.verifier.push", max_body_bytes)
+def create_push_app(
+    state: PushState, max_body_bytes: int, body_timeout_seconds: float
+) -> QuartTrio:
+    app = create_service_app("limelet.verifier.push", max_body_bytes, body_timeout_seconds)
     register_agent_routes(app, state, max_body_bytes)
     install_error_handlers(
         app,
@@ -61,7 +63,7 @@ async def serve_push_listener(
     sock = bind(config.push_ip, config.push_port)
     try:
         port = int(sock.getsockname()[1])
-        app = create_push_app(state, config.max_body_bytes)
+        app = create_push_app(state, config.max_body_bytes, config.read_timeout_seconds)
         async with trio.open_nursery() as nursery:
             await nursery.start(partial(serve_app, app, hc, tls=(sock,), shutdown=shutdown))
             log.info("push agents on TLS %s:%d", config.push_ip, port)
