@@ -57,14 +57,24 @@ class Verifier:
     async def status(self, agent_id: str) -> dict[str, Any]:
         return await self._view(await self._agent(agent_id))
 
-    async def _view(self, agent: AgentRecord) -> dict[str, Any]:
-        runtime = await self.store.get_runtime_policy(agent.runtime_policy_name)
-        mb = await self.store.get_mb_policy(agent.mb_policy_name)
+    async def _view(
+        self, agent: AgentRecord, in_force: Optional[tuple[frozenset[str], frozenset[str]]] = None
+    ) -> dict[str, Any]:
+        """One agent's status; a bulk answer passes ``in_force`` (store.policies_in_force),
+        read once for the whole fleet instead of two policy reads per agent."""
+        if in_force is None:
+            runtime = await self.store.get_runtime_policy(agent.runtime_policy_name)
+            mb = await self.store.get_mb_policy(agent.mb_policy_name)
+            has_runtime = runtime is not None and runtime.has_policy
+            has_mb = mb is not None and mb.mb_policy is not None
+        else:
+            has_runtime = agent.runtime_policy_name in in_force[0]
+            has_mb = agent.mb_policy_name in in_force[1]
         interval = self.config.quote_interval
         return status_view(
             agent,
-            has_runtime_policy=runtime is not None and runtime.has_policy,
-            has_mb_policy=mb is not None and mb.mb_policy is not None,
+            has_runtime_policy=has_runtime,
+            has_mb_policy=has_mb,
             quote_interval=interval,
             max_interval=interval * MAX_INTERVAL_PERIODS,
             now=time.time(),
@@ -75,7 +85,9 @@ class Verifier:
         return [[a.agent_id] for a in await self.store.list_agents(verifier_id)]
 
     async def bulk(self, verifier_id: Optional[str]) -> dict[str, Any]:
-        return {a.agent_id: await self._view(a) for a in await self.store.list_agents(verifier_id)}
+        agents = await self.store.list_agents(verifier_id)
+        in_force = await self.store.policies_in_force()
+        return {a.agent_id: await self._view(a, in_force) for a in agents}
 
     async def add(self, agent_id: str, req: AddAgentRequest) -> None:
         push = req.ip == "" and req.port == 0  # push/enrol.py: no address, never polled

@@ -41,6 +41,9 @@ PUSH_DOCUMENTS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS push_documents (kind TEXT NOT NULL, key TEXT NOT NULL, "
     "agent_id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key))"
 )
+# Both engines (store_postgres.py too): the policies a bulk status reports as present.
+RUNTIME_IN_FORCE_SQL = "SELECT name FROM runtime_policies WHERE has_policy"
+MB_IN_FORCE_SQL = "SELECT name FROM mb_policies WHERE mb_policy IS NOT NULL"
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS verifier_agents (agent_id TEXT PRIMARY KEY NOT NULL, "
     f"{', '.join(c for c in _COLUMNS if c != 'agent_id')})",
@@ -109,6 +112,11 @@ class VerifierStore(Protocol):
     async def mb_policy_names(self) -> list[str]: ...
 
     async def delete_mb_policy(self, name: str) -> bool: ...
+
+    async def policies_in_force(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The names of the runtime policies that hold a policy (not the empty stand-in) and
+        of the measured-boot policies that hold one: a bulk status reads them in one go."""
+        ...
 
     async def policy_users(self, kind: str, name: str) -> list[str]:
         """Agent ids whose ``runtime_policy_name`` (kind "runtime") or ``mb_policy_name``."""
@@ -307,6 +315,14 @@ class SqliteVerifierStore:
     async def delete_mb_policy(self, name: str) -> bool:
         sql = "DELETE FROM mb_policies WHERE name = ?"
         return await self._run(lambda c: c.execute(sql, (name,)).rowcount > 0)
+
+    async def policies_in_force(self) -> tuple[frozenset[str], frozenset[str]]:
+        def query(conn: sqlite3.Connection) -> tuple[frozenset[str], frozenset[str]]:
+            runtime = conn.execute(RUNTIME_IN_FORCE_SQL).fetchall()
+            mb = conn.execute(MB_IN_FORCE_SQL).fetchall()
+            return frozenset(r[0] for r in runtime), frozenset(r[0] for r in mb)
+
+        return await self._run(query)
 
     async def policy_users(self, kind: str, name: str) -> list[str]:
         column = {"runtime": "runtime_policy_name", "mb": "mb_policy_name"}[kind]

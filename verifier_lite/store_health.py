@@ -176,6 +176,9 @@ class MonitoredStore:
     async def delete_mb_policy(self, name: str) -> bool:
         return await self._call(lambda: self.inner.delete_mb_policy(name), write=True)
 
+    async def policies_in_force(self) -> tuple[frozenset[str], frozenset[str]]:
+        return await self._call(self.inner.policies_in_force)
+
     async def policy_users(self, kind: str, name: str) -> list[str]:
         return await self._call(lambda: self.inner.policy_users(kind, name))
 

@@ -33,7 +33,9 @@ from verifier_lite.records import AgentRecord, MbPolicyRecord, RuntimePolicyReco
 from verifier_lite.store import (
     _COLUMNS,
     _LIST_COLUMNS,
+    MB_IN_FORCE_SQL,
     PUSH_DOCUMENTS_SCHEMA,
+    RUNTIME_IN_FORCE_SQL,
     _from_row,
     _to_row,
     timeline_row,
@@ -195,6 +197,15 @@ class PostgresVerifierStore:
 
     async def delete_mb_policy(self, name: str) -> bool:
         return await self._run(self._changed("DELETE FROM mb_policies WHERE name = %s", (name,)))
+
+    async def policies_in_force(self) -> tuple[frozenset[str], frozenset[str]]:
+        def query(conn: psycopg.Connection[tuple[Any, ...]]) -> tuple[frozenset[str], ...]:
+            runtime = conn.execute(RUNTIME_IN_FORCE_SQL).fetchall()
+            mb = conn.execute(MB_IN_FORCE_SQL).fetchall()
+            return frozenset(r[0] for r in runtime), frozenset(r[0] for r in mb)
+
+        runtime, mb = await self._run(query)
+        return runtime, mb
 
     async def policy_users(self, kind: str, name: str) -> list[str]:
         column = _USER_COLUMNS[kind]

@@ -83,6 +83,10 @@ class MemoryStore:
     async def delete_mb_policy(self, name: str) -> bool:
         return self.mb.pop(name, None) is not None
 
+    async def policies_in_force(self) -> tuple[frozenset[str], frozenset[str]]:
+        runtime = frozenset(n for n, p in self.runtime.items() if p.has_policy)
+        return runtime, frozenset(n for n, p in self.mb.items() if p.mb_policy is not None)
+
     async def policy_users(self, kind: str, name: str) -> list[str]:
         field = {"runtime": "runtime_policy_name", "mb": "mb_policy_name"}[kind]
         return [a.agent_id for a in self.agents.values() if getattr(a, field) == name]

@@ -114,6 +114,9 @@ async def test_add_show_list_bulk_stop_reactivate_delete(api: RunningVerifier) -
         assert other.json()["results"]["uuids"] == []
         bulk = (await client.get(f"/{API}/agents/", params={"bulk": "True"})).json()["results"]
         assert set(bulk) == {"a1"} and set(bulk["a1"]) == STATUS_KEYS
+        # Bulk reads the policies once for the fleet; it reports them as the single view does.
+        for key in ("has_runtime_policy", "has_mb_refstate"):
+            assert bulk["a1"][key] == status[key]
         again = await client.post(f"/{API}/agents/a1", json=body())
         assert again.status_code == 409
         assert (await client.put(f"/{API}/agents/a1/stop")).status_code == 200
@@ -215,6 +218,12 @@ async def test_runtime_policies(api: RunningVerifier) -> None:
         assert (await client.post(f"/{API}/agents/a4", json=agent)).status_code == 200
         status = (await client.get(f"/{API}/agents/a4")).json()["results"]
         assert status["has_runtime_policy"] == 1
+        bare = body(runtime_policy="", runtime_policy_name="")  # Keylime's empty stand-in
+        assert (await client.post(f"/{API}/agents/a6", json=bare)).status_code == 200
+        bulk = (await client.get(f"/{API}/agents/", params={"bulk": "1"})).json()["results"]
+        assert bulk["a4"]["has_runtime_policy"] == 1  # the fleet's policies read in one go
+        assert bulk["a6"]["has_runtime_policy"] == 0
+        assert (await client.delete(f"/{API}/agents/a6")).status_code == 200
         assert (await client.delete(f"/{API}/allowlists/p1")).status_code == 409
         assert (await client.delete(f"/{API}/agents/a4")).status_code == 200
         assert (await client.delete(f"/{API}/allowlist/p1")).status_code == 204

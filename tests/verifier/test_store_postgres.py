@@ -118,6 +118,20 @@ async def test_policies_by_name_and_their_users(open_store_again: Opener) -> Non
         await store.aclose()
 
 
+async def test_policies_in_force_name_only_real_policies(open_store_again: Opener) -> None:
+    store = await open_store_again()
+    try:
+        assert await store.policies_in_force() == (frozenset(), frozenset())
+        await store.add_runtime_policy(RuntimePolicyRecord("held", "{}", None, True), replace=False)
+        empty = RuntimePolicyRecord("empty", "", None, False)  # Keylime's empty stand-in
+        await store.add_runtime_policy(empty, replace=False)
+        await store.add_mb_policy(MbPolicyRecord("refstate", "{}"), replace=False)
+        await store.add_mb_policy(MbPolicyRecord("none", None), replace=False)
+        assert await store.policies_in_force() == (frozenset({"held"}), frozenset({"refstate"}))
+    finally:
+        await store.aclose()
+
+
 async def test_each_verifier_lists_its_own_agents(open_store_again: Opener) -> None:
     store = await open_store_again()
     try:
