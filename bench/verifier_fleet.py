@@ -171,8 +171,9 @@ def run_size(n: int, interval: float, args: argparse.Namespace, root: Path) -> l
             if n <= args.keylime_max:
                 runs.append(measure(keylime, fleet, interval, args.window))
                 print(json.dumps(runs[-1]), flush=True)
-        with limelet_verifier(root / "limelet", tls, interval) as limelet:
-            runs.append(measure(limelet, fleet, interval, args.window))
+        extra = tuple(args.limelet_option)
+        with limelet_verifier(root / "limelet", tls, interval, extra) as limelet:
+            runs.append({**measure(limelet, fleet, interval, args.window), "options": extra})
             print(json.dumps(runs[-1]), flush=True)
     finally:
         if fleet is not None:
@@ -189,6 +190,13 @@ def main() -> int:
     parser.add_argument("--keylime-max", type=int, default=1000)
     parser.add_argument("--label", default="baseline")
     parser.add_argument("--only-limelet", action="store_true")
+    parser.add_argument(
+        "--limelet-option",
+        action="append",
+        default=[],
+        metavar="'KEY = VALUE'",
+        help="a TOML line added to limelet's config, e.g. 'max_in_flight = 64' (repeatable)",
+    )
     args = parser.parse_args()
     if args.only_limelet:
         args.keylime_max = -1

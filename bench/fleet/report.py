@@ -23,8 +23,11 @@ def _row(run: dict[str, Any]) -> str:
     enrolled = run["enrol_seconds"]
     if enrolled is None:
         enrolled = f"{run['enrolled']}/{run['agents']} only"
+    verifier = run["verifier"]
+    if run.get("options"):
+        verifier += f" ({'; '.join(run['options'])})"
     cells = [
-        run["label"], run["verifier"], run["agents"], run["interval_s"], run["att_per_s"],
+        run["label"], verifier, run["agents"], run["interval_s"], run["att_per_s"],
         run["cpu_ms_per_att"], run["cpu_cores_used"],
         f"{_cell(run['interval_p50_s'])} / {_cell(run['interval_p95_s'])}",
         run["p95_over_configured"], run["rss_kib_per_agent"], enrolled,

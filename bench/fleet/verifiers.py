@@ -60,7 +60,10 @@ def _pid_listening(port: int) -> int:
     return pids[0]
 
 
-def _limelet_config(data_dir: Path, tls_dir: Path, port: int, interval: float) -> str:
+def _limelet_config(
+    data_dir: Path, tls_dir: Path, port: int, interval: float, extra: tuple[str, ...]
+) -> str:
+    """``extra``: more ``key = value`` TOML lines (verifier_fleet.py --limelet-option)."""
     return "\n".join(
         [
             'ip = "127.0.0.1"',
@@ -71,18 +74,21 @@ def _limelet_config(data_dir: Path, tls_dir: Path, port: int, interval: float) -
             "retry_interval = 1.0",
             "max_retries = 5",
             "request_timeout = 30.0",
+            *extra,
             "",
         ]
     )
 
 
 @contextlib.contextmanager
-def limelet_verifier(root: Path, tls_from: Path, interval: float) -> Iterator[RunningVerifier]:
+def limelet_verifier(
+    root: Path, tls_from: Path, interval: float, extra: tuple[str, ...] = ()
+) -> Iterator[RunningVerifier]:
     tls_dir = root / "cv_ca"
     shutil.copytree(tls_from, tls_dir, dirs_exist_ok=True)
     port = free_port()
     config = root / "verifier.toml"
-    config.write_text(_limelet_config(root / "data", tls_dir, port, interval))
+    config.write_text(_limelet_config(root / "data", tls_dir, port, interval, extra))
     (root / "data").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     with (root / "verifier.log").open("wb") as log:
