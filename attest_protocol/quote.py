@@ -176,12 +176,15 @@ class KeylimeQuote:
 
 
 def _strict_b64(field: str, offset: int, name: str) -> bytes:
-    for index, char in enumerate(field):
-        if char not in _B64_ALPHABET:
-            raise ParseError("Keylime quote", offset + index, f"{name}: {char!r} is not base64")
     try:
+        # validate=True refuses any character outside the alphabet, so a field that decodes
+        # needs no scan; one that does not is scanned to name the first bad character.
         raw = base64.b64decode(field, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:
+        for index, char in enumerate(field):
+            if char not in _B64_ALPHABET:
+                at = offset + index
+                raise ParseError("Keylime quote", at, f"{name}: {char!r} is not base64") from None
         raise ParseError("Keylime quote", offset, f"{name}: malformed base64") from exc
     # Re-encoding rejects misplaced '=' and non-zero pad bits, so one quote has one spelling.
     if not raw or base64.b64encode(raw).decode("ascii") != field:

@@ -74,7 +74,15 @@ class EngineSettings:
 
 
 def new_nonce() -> str:
-    return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(NONCE_LENGTH))
+    """NONCE_LENGTH characters of _NONCE_ALPHABET, each uniform (rejection sampling over
+    secrets.token_bytes; a byte is kept only below the largest multiple of the alphabet's size)."""
+    limit = 256 - 256 % len(_NONCE_ALPHABET)
+    chars: list[str] = []
+    while len(chars) < NONCE_LENGTH:
+        chars.extend(
+            _NONCE_ALPHABET[b % len(_NONCE_ALPHABET)] for b in secrets.token_bytes(32) if b < limit
+        )
+    return "".join(chars[:NONCE_LENGTH])
 
 
 def retry_delay(settings: EngineSettings, attempt: int) -> float:

@@ -14,7 +14,7 @@ must be one its selector allows, and ``unique`` must hold a valid public key.  T
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -134,11 +134,17 @@ class TpmPublic:
         return int(self.name_alg).to_bytes(2, "big") + digest.finalize()
 
     def public_key(self) -> PublicKey:
-        try:
-            return _key_from_fields(self)
-        except ValueError as exc:
-            offset = len(self.raw) - len(_marshal_unique(self))
-            raise ParseError("TPMT_PUBLIC", offset, "unique is not a valid public key") from exc
+        """The key as a ``cryptography`` object, built once per TpmPublic: a verifier checks
+        every quote of an agent with the one AK it parsed at the start of polling."""
+        key: Optional[PublicKey] = self.__dict__.get("_public_key")
+        if key is None:
+            try:
+                key = _key_from_fields(self)
+            except ValueError as exc:
+                offset = len(self.raw) - len(_marshal_unique(self))
+                raise ParseError("TPMT_PUBLIC", offset, "unique is not a valid public key") from exc
+            object.__setattr__(self, "_public_key", key)  # a cache, not a field: eq ignores it
+        return key
 
     def public_key_pem(self) -> bytes:
         return self.public_key().public_bytes(
