@@ -125,19 +125,26 @@ def _read_blob_selection(r: Reader) -> PcrSelection:
 
 
 def _read_tpml_digest(r: Reader, size: int) -> list[bytes]:
-    count_at = r.offset
-    count = r.u32()
+    """One fixed-size TPML_DIGEST (the caller checked the blob holds whole ones), read from
+    a single slice: a verifier parses one blob per quote, so this runs for every attestation."""
+    start = r.offset
+    chunk = r.take(TPML_DIGEST_BYTES)
+    count = int.from_bytes(chunk[:4], "little")
     if count > DIGESTS_PER_TPML:
-        raise r.error(f"TPML_DIGEST count {count} exceeds {DIGESTS_PER_TPML}", count_at)
+        raise r.error(f"TPML_DIGEST count {count} exceeds {DIGESTS_PER_TPML}", start)
     values = []
+    at = 4
     for slot in range(DIGESTS_PER_TPML):
         expected = size if slot < count else 0
-        size_at = r.offset
-        if r.u16() != expected:
-            raise r.error(f"digest slot {slot} size is not {expected}", size_at)
-        values.append(r.take(expected))
-        _expect_zeros(r, MAX_DIGEST_BYTES - expected, "digest buffer padding")
-    return values[:count]
+        if int.from_bytes(chunk[at : at + 2], "little") != expected:
+            raise r.error(f"digest slot {slot} size is not {expected}", start + at)
+        digest_end, slot_end = at + 2 + expected, at + 2 + MAX_DIGEST_BYTES
+        if slot < count:
+            values.append(chunk[at + 2 : digest_end])
+        if chunk.count(0, digest_end, slot_end) != slot_end - digest_end:
+            raise r.error("digest buffer padding is not zero", start + digest_end)
+        at = slot_end
+    return values
 
 
 def _expect_zeros(r: Reader, n: int, what: str) -> None:
