@@ -177,6 +177,43 @@ def _update_statement(agent_id: str, changes: Mapping[str, Any]) -> tuple[str, t
     return sql, (*values, agent_id)
 
 
+# Rows per batched UPDATE: (1 + columns) * rows stays far below SQLite's 32,766 variables.
+_BATCH_ROWS = 500
+
+
+def _batch_statements(
+    updates: Sequence[tuple[str, Mapping[str, Any]]],
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """One UPDATE ... FROM (VALUES ...) per set of columns and _BATCH_ROWS agents; an agent
+    named twice gets its changes merged in order, as consecutive updates would leave it."""
+    merged: dict[str, dict[str, Any]] = {}
+    for agent_id, changes in updates:
+        _update_statement(agent_id, changes)  # the same checks as a single update
+        merged.setdefault(agent_id, {}).update(changes)
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for agent_id, changes in merged.items():
+        names = tuple(sorted(changes))
+        if names:
+            _, values = _update_statement(agent_id, changes)
+            groups.setdefault(names, []).append((agent_id, *values[:-1]))
+    statements = []
+    for names, rows in groups.items():
+        columns = ", ".join(
+            ["column1 AS agent_id", *(f"column{i + 2} AS {n}" for i, n in enumerate(names))]
+        )
+        assignments = ", ".join(f"{n} = v.{n}" for n in names)  # names checked against _COLUMNS
+        row_marks = "(" + ", ".join("?" * (len(names) + 1)) + ")"
+        for start in range(0, len(rows), _BATCH_ROWS):
+            chunk = rows[start : start + _BATCH_ROWS]
+            sql = (
+                f"UPDATE verifier_agents SET {assignments} FROM (SELECT {columns} FROM "  # noqa: S608
+                f"(VALUES {', '.join([row_marks] * len(chunk))})) AS v "
+                "WHERE verifier_agents.agent_id = v.agent_id"
+            )
+            statements.append((sql, tuple(value for row in chunk for value in row)))
+    return statements
+
+
 def _to_row(agent: AgentRecord) -> tuple[Any, ...]:
     return tuple(
         json.dumps(list(value)) if name in _LIST_COLUMNS else value
@@ -237,8 +274,13 @@ class SqliteVerifierStore:
 
     async def update_agents_many(self, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
         """Batch API (verifier_lite/write_batch.py): every update in one transaction, so one
-        commit for a period's counters; the number of rows changed (deleted agents skip)."""
-        statements = [_update_statement(agent_id, changes) for agent_id, changes in updates]
+        commit for a period's counters; the number of agents changed (deleted ones skip).
+
+        Agents whose changes name the same columns are written by one ``UPDATE ... FROM
+        (VALUES ...)`` each ``_BATCH_ROWS``: a statement per agent would hand the GIL back
+        and forth with the busy event loop once per row, and each hand-off can wait out the
+        interpreter's 5 ms switch interval (1,000 rows took 4 s instead of 2 ms)."""
+        statements = _batch_statements(updates)
 
         def write(conn: sqlite3.Connection) -> int:
             with immediate(conn):

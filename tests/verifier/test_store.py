@@ -98,3 +98,52 @@ async def test_policies_by_name_and_their_users(tmp_path: Path) -> None:
             await store.update_agent("a1", verifier="x")
     finally:
         await store.aclose()
+
+
+async def test_a_batch_of_updates_equals_the_same_updates_one_by_one(tmp_path: Path) -> None:
+    # Enough agents for several batched statements, two column sets (a full quote also
+    # stores the NK key), an agent named twice, one deleted meanwhile, a list column.
+    updates: list[tuple[str, dict[str, object]]] = []
+    for i in range(1203):
+        changes: dict[str, object] = {"attestation_count": i, "last_received_quote": 1000 + i}
+        if i % 3 == 0:
+            changes["public_key"] = f"PEM {i}"
+        updates.append((f"a{i}", changes))
+    updates.append(("a7", {"attestation_count": 70, "accept_tpm_hash_algs": ("sha384",)}))
+    updates.append(("gone", {"attestation_count": 1}))
+    batched, single = tmp_path / "batched.sqlite", tmp_path / "single.sqlite"
+    for path in (batched, single):
+        store = await SqliteVerifierStore.open(path)
+        try:
+            for i in range(1203):
+                await store.add_agent(record(f"a{i}"), None, None)
+            if path == batched:
+                assert await store.update_agents_many(updates) == 1203
+            else:
+                for agent_id, changes in updates:
+                    await store.update_agent(agent_id, **changes)
+        finally:
+            await store.aclose()
+    stores = [await SqliteVerifierStore.open(p) for p in (batched, single)]
+    try:
+        got, expected = [await s.list_agents() for s in stores]
+        assert got == expected
+        a7 = next(a for a in got if a.agent_id == "a7")
+        assert (a7.attestation_count, a7.accept_tpm_hash_algs) == (70, ("sha384",))
+        assert a7.last_received_quote == 1007  # the earlier update's other column stays
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_a_batch_naming_an_unknown_column_writes_nothing(tmp_path: Path) -> None:
+    store = await SqliteVerifierStore.open(tmp_path / "cv.sqlite")
+    try:
+        await store.add_agent(record(), None, None)
+        with pytest.raises(ValueError, match="not updatable"):
+            await store.update_agents_many(
+                [("a1", {"attestation_count": 5}), ("a1", {"verifier": "x"})]
+            )
+        assert (await store.get_agent("a1")) == record()
+    finally:
+        await store.aclose()
