@@ -119,9 +119,11 @@ class VerifierConfig(kit.ServiceConfig):
     lease_margin_seconds: float = leases.DEFAULT_LEASE_MARGIN_SECONDS
     # Throughput levers (verifier_lite/write_batch.py, poller.py): good quotes' counters are
     # written every counter_flush_seconds (0: at once); at most max_in_flight quote requests
-    # and checks at once (0: no cap).
+    # and checks at once (0: no fixed cap); when the event loop runs in_flight_lag_ms late,
+    # fewer start, so the admin API keeps answering (lag_governor.py; 0: off).
     counter_flush_seconds: float = 1.0
     max_in_flight: int = 0
+    in_flight_lag_ms: float = 25.0
 
     def __post_init__(self) -> None:
         self._check_push_options()
@@ -137,6 +139,7 @@ class VerifierConfig(kit.ServiceConfig):
                 "max_retries",
                 "counter_flush_seconds",
                 "max_in_flight",
+                "in_flight_lag_ms",
             ),
         )
         if bad is not None:

@@ -24,6 +24,7 @@ other error at most ``max_retries`` times before only that agent is marked FAILE
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Optional
 
@@ -31,6 +32,7 @@ import trio
 
 from verifier_lite.agent_client import AgentChannel
 from verifier_lite.failures import Component, event
+from verifier_lite.lag_governor import LagGovernor
 from verifier_lite.leases import LeaseLost
 from verifier_lite.poller import (
     MAX_BACKOFF_SECONDS,
@@ -107,6 +109,8 @@ class Engine:
             self._poll_states.nursery = nursery
             if self.levers.counters is not None:
                 await nursery.start(self.levers.counters.serve)
+            if self.levers.governor is not None:
+                await nursery.start(self.levers.governor.serve)
             resumable = []
             if self.resume_at_start:
                 resumable = await self._store.list_agents(self._verifier_id)
@@ -239,9 +243,17 @@ def _levers(
     fleet (leases) every write must pass the lease fence row by row (lease_store.py
     FencedStore), so counters are not batched there."""
     flush = 0.0 if shared else settings.counter_flush_seconds
+    ceiling = settings.max_in_flight or math.inf
+    limiter = None
+    if settings.max_in_flight or settings.in_flight_lag_seconds > 0:
+        limiter = trio.CapacityLimiter(ceiling)
+    governor = None
+    if limiter is not None and settings.in_flight_lag_seconds > 0:
+        governor = LagGovernor(limiter, settings.in_flight_lag_seconds, ceiling)
     return PollerLevers(
         counters=CounterBatch(store, flush) if flush > 0 else None,
-        limiter=trio.CapacityLimiter(settings.max_in_flight) if settings.max_in_flight else None,
+        limiter=limiter,
+        governor=governor,
         policy_generation=lambda: engine.policy_generation,
         ima_progress=engine._poll_states.ima_progress,
     )

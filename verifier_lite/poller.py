@@ -39,6 +39,7 @@ from verifier_lite.checks import (
 from verifier_lite.errors import AgentContactError, AgentProtocolError
 from verifier_lite.failures import Component, FailureEvent, SeverityPolicy, event, most_severe
 from verifier_lite.ima_keys import with_agent_keys
+from verifier_lite.lag_governor import DEFAULT_TARGET_LAG_SECONDS, LagGovernor
 from verifier_lite.measured_boot import MbPolicy, load_mb_policy
 from verifier_lite.metrics import VerifierMetrics, timed
 from verifier_lite.records import AgentRecord
@@ -71,6 +72,8 @@ class EngineSettings:
     # requests and checks in flight at once (0: no cap).
     counter_flush_seconds: float = 1.0
     max_in_flight: int = 0
+    # The loop lag above which fewer quote requests start (lag_governor.py; 0: off).
+    in_flight_lag_seconds: float = DEFAULT_TARGET_LAG_SECONDS
 
 
 def new_nonce() -> str:
@@ -139,6 +142,7 @@ class PollerLevers:
 
     counters: Optional[CounterBatch] = None
     limiter: Optional[trio.CapacityLimiter] = None
+    governor: Optional[LagGovernor] = None  # moves the limiter's cap with the loop's lag
     policy_generation: Callable[[], int] = lambda: 0
     # IMA entries checked per agent (transitions.py AgentStates.ima_progress, the status
     # page's source): a deferred good quote moves it as a written one does.

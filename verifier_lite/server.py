@@ -114,6 +114,7 @@ def engine_settings(config: VerifierConfig) -> EngineSettings:
         severity=config.severity,
         counter_flush_seconds=config.counter_flush_seconds,
         max_in_flight=config.max_in_flight,
+        in_flight_lag_seconds=config.in_flight_lag_ms / 1000,
     )
 
 
