@@ -123,7 +123,7 @@ class VerifierConfig(kit.ServiceConfig):
     # fewer start, so the admin API keeps answering (lag_governor.py; 0: off).
     counter_flush_seconds: float = 1.0
     max_in_flight: int = 0
-    in_flight_lag_ms: float = 25.0
+    in_flight_lag_ms: float = 12.0
 
     def __post_init__(self) -> None:
         self._check_push_options()

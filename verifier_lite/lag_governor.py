@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import trio
 
 PROBE_SECONDS = 0.05
-DEFAULT_TARGET_LAG_SECONDS = 0.025
+DEFAULT_TARGET_LAG_SECONDS = 0.012  # bench: 25 ms left the admin p99 at 1.1 s, 12 ms 0.57 s
 MIN_IN_FLIGHT = 16
 _SHRINK = 0.8
 _GROW = 1.25
