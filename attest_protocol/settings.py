@@ -43,7 +43,8 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 __all__ = [
     "FALSE_WORDS",
     "MAX_PORT",
-    "SQLITE_URL_FORMS",
+    "DATABASE_URL_FORMS",
+    "POSTGRES_URL_FORMS",
     "TOP_LEVEL",
     "TRUE_WORDS",
     "SettingsError",
@@ -53,6 +54,7 @@ __all__ = [
     "merge_document",
     "parse_toml",
     "range_error",
+    "postgres_conninfo",
     "sqlite_file",
 ]
 
@@ -69,7 +71,13 @@ MAX_PORT = 65535
 # or SQLAlchemy's URL, sqlite:///relative or sqlite:////absolute.
 _SQLITE_WORD = "sqlite"
 _SQLITE_URL_PREFIX = "sqlite:///"
-SQLITE_URL_FORMS = "only 'sqlite' and 'sqlite:///PATH' are supported"
+# SQLAlchemy-style PostgreSQL URLs, as Keylime's database_url takes them: postgresql:// or
+# postgres://, with or without a +driver part (service_kit/postgres.py always uses psycopg 3).
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+POSTGRES_URL_FORMS = "PostgreSQL URLs look like postgresql[+driver]://user@host:port/db"
+DATABASE_URL_FORMS = (
+    f"expected 'sqlite', 'sqlite:///PATH' or a PostgreSQL URL ({POSTGRES_URL_FORMS})"
+)
 
 
 class SettingsError(AttestProtocolError, ValueError):
@@ -201,9 +209,17 @@ def range_error(
     return None
 
 
+def postgres_conninfo(database_url: str) -> Optional[str]:
+    """The libpq URL for a PostgreSQL ``database_url`` (driver part dropped); None otherwise."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep or scheme.split("+", 1)[0] not in POSTGRES_SCHEMES:
+        return None
+    return f"postgresql://{rest}"
+
+
 def sqlite_file(database_url: str, data_dir: str, default_file: str) -> Optional[Path]:
     """The SQLite file ``database_url`` names, relative paths under ``data_dir``; None if
-    it is not a SQLite URL (the caller says so, naming SQLITE_URL_FORMS)."""
+    it is not a SQLite URL (the caller says so, naming DATABASE_URL_FORMS)."""
     if database_url == _SQLITE_WORD:
         return Path(data_dir) / default_file
     if database_url.startswith(_SQLITE_URL_PREFIX) and len(database_url) > len(_SQLITE_URL_PREFIX):

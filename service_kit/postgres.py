@@ -13,27 +13,22 @@ or without a ``+driver`` part (``postgresql+psycopg2://``); the driver is always
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 import psycopg
 import trio
 
+# The URL rule is pure, so config checks use it without psycopg installed.
+from attest_protocol.settings import POSTGRES_URL_FORMS, postgres_conninfo
+
+__all__ = ["POSTGRES_URL_FORMS", "PostgresWorker", "connect", "postgres_conninfo"]
+
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-POSTGRES_URL_FORMS = "PostgreSQL URLs look like postgresql[+driver]://user@host:port/db"
 CONNECT_TIMEOUT_SECONDS = 10
 # Any fixed key: pg_advisory_xact_lock serialises schema creation across processes.
 SCHEMA_LOCK_KEY = 0x11E1E7
-
-
-def postgres_conninfo(database_url: str) -> Optional[str]:
-    """The libpq URL for a PostgreSQL ``database_url`` (driver part dropped); None otherwise."""
-    scheme, sep, rest = database_url.partition("://")
-    if not sep or scheme.split("+", 1)[0] not in POSTGRES_SCHEMES:
-        return None
-    return f"postgresql://{rest}"
 
 
 def connect(conninfo: str, schema: Sequence[str]) -> Conn:

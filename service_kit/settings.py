@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Callable, ClassVar, Optional, TypeVar
 
 from attest_protocol.settings import (
-    SQLITE_URL_FORMS,
+    DATABASE_URL_FORMS,
     SettingsError,
     load_settings,
+    postgres_conninfo,
     range_error,
     sqlite_file,
 )
@@ -70,12 +71,8 @@ def sqlite_path(
     """The database file named by ``database_url`` (SQLite's forms only)."""
     path = sqlite_file(database_url, data_dir, default_file)
     if path is None:
-        raise config_error("database_url", SQLITE_URL_FORMS)
+        raise config_error("database_url", DATABASE_URL_FORMS)
     return path
-
-
-# postgresql://, postgres://, postgresql+psycopg2://, ... (any +driver part is ignored)
-POSTGRES_URL_START = "postgres"
 
 
 class DatabaseMixin:
@@ -90,12 +87,12 @@ class DatabaseMixin:
 
     @property
     def uses_postgres(self) -> bool:
-        return self.database_url.startswith(POSTGRES_URL_START)
+        return postgres_conninfo(self.database_url) is not None
 
     def sqlite_path(self) -> Path:
         """The database file named by ``database_url`` when it names SQLite."""
         return sqlite_path(
-            self.database_url, self.data_dir, self.sqlite_default_file, type(self).config_error
+            self.database_url, self.data_dir, self.sqlite_default_file, self.config_error
         )
 
     def check_database(self) -> None:

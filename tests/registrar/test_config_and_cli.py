@@ -85,6 +85,19 @@ def test_unsupported_database_url() -> None:
         RegistrarConfig(database_url="postgresql://db/keylime").sqlite_path()
 
 
+@pytest.mark.parametrize("url", ["mysql+pymysql://u@db/reg", "postgresqlx://u@db/reg", "pg"])
+def test_a_database_url_of_neither_engine_is_refused_before_start(
+    tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = RegistrarConfig(data_dir=str(tmp_path), database_url=url)
+    assert not config.uses_postgres
+    with pytest.raises(ConfigError, match="sqlite:///PATH' or a PostgreSQL URL"):
+        config.check_database()
+    toml = _toml(tmp_path, f'database_url = "{url}"\ndata_dir = "{tmp_path}"\n')
+    assert main(["--check-config", "-c", str(toml)]) == 2
+    assert "database_url" in capsys.readouterr().err
+
+
 def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--check-config", "-c", str(_toml(tmp_path, "port = 1234\n"))]) == 0
     assert main(["--check-config", "-c", str(_toml(tmp_path, "nope = 1\n"))]) == 2
